@@ -1,0 +1,307 @@
+"""The alert state machine (SPEC §8): previous state + findings + now → new state + notifications. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from migwatch.model import Finding, Severity
+
+FindingKey = tuple[str, str, str | None, str | None, str | None]
+AlertKind = Literal["new", "reminder", "resolved"]
+Urgency = Literal["low", "normal", "critical"]
+
+STATE_VERSION = 1
+
+# Findings that a running `prisma migrate` command makes and then removes again: while it holds the
+# advisory lock they are held back, so nobody is alerted about a migration half way through.
+TRANSIENT_CODES = frozenset({"behind_database", "pending", "out_of_order", "failed", "checksum_mismatch"})
+
+SHORT_PROBLEMS: Mapping[str, str] = {
+    "behind_database": "behind the database",
+    "pending": "unapplied migration",
+    "checksum_mismatch": "applied migration edited",
+    "failed": "failed migration",
+    "out_of_order": "migration out of order",
+    "schema_conflict": "conflicting migrations",
+    "stale_client": "Prisma Client is stale",
+    "conflict_markers": "merge conflict markers",
+    "missing_sql": "migration.sql missing",
+    "provider_mismatch": "provider mismatch",
+    "database_unreachable": "database unreachable",
+    "not_managed": "database not managed by Prisma",
+    "migration_running": "Prisma migration running",
+}
+
+_URGENCY: Mapping[str, Urgency] = {"error": "critical", "warning": "normal", "info": "low"}
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """What the daemon remembers about one open finding."""
+
+    key: FindingKey
+    severity: str
+    first_seen: float  # unix seconds
+    last_notified: float | None
+    message: str
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """Every finding currently open (alerted and not yet resolved), by key."""
+
+    records: Mapping[FindingKey, AlertRecord] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The state as a JSON-ready document (version 1)."""
+        return {
+            "version": STATE_VERSION,
+            "records": [
+                {
+                    "key": list(record.key),
+                    "severity": record.severity,
+                    "first_seen": record.first_seen,
+                    "last_notified": record.last_notified,
+                    "message": record.message,
+                }
+                for record in self.records.values()
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, document: Any) -> AlertState:
+        """Rebuild a state from `to_json()` output; ValueError names what is wrong with the shape."""
+        if not isinstance(document, dict):
+            raise ValueError("alert state is not a JSON object")
+        if document.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported alert state version {document.get('version')!r}")
+        entries = document.get("records")
+        if not isinstance(entries, list):
+            raise ValueError("alert state has no 'records' list")
+        records: dict[FindingKey, AlertRecord] = {}
+        for index, entry in enumerate(entries):
+            record = _record_from_json(entry, f"records[{index}]")
+            records[record.key] = record
+        return cls(records=records)
+
+
+def _record_from_json(entry: Any, where: str) -> AlertRecord:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is not an object")
+    raw_key = entry.get("key")
+    if not isinstance(raw_key, list) or len(raw_key) != 5:
+        raise ValueError(f"{where}.key is not a list of 5 items")
+    code, project, database, worktree, migration = raw_key
+    if not isinstance(code, str) or not isinstance(project, str):
+        raise ValueError(f"{where}.key: code and project must be strings")
+    for part in (database, worktree, migration):
+        if part is not None and not isinstance(part, str):
+            raise ValueError(f"{where}.key: database, worktree and migration must be strings or null")
+    severity = entry.get("severity")
+    if severity not in {s.value for s in Severity}:
+        raise ValueError(f"{where}.severity is not one of error, warning, info")
+    first_seen: Any = entry.get("first_seen")
+    last_notified: Any = entry.get("last_notified")
+    if not _is_number(first_seen):
+        raise ValueError(f"{where}.first_seen is not a number")
+    if last_notified is not None and not _is_number(last_notified):
+        raise ValueError(f"{where}.last_notified is not a number or null")
+    message = entry.get("message")
+    if not isinstance(message, str):
+        raise ValueError(f"{where}.message is not a string")
+    return AlertRecord(
+        key=(code, project, database, worktree, migration),
+        severity=severity,
+        first_seen=float(first_seen),
+        last_notified=None if last_notified is None else float(last_notified),
+        message=message,
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One notification to send."""
+
+    kind: AlertKind
+    finding: Finding  # for "resolved": the last known finding, rebuilt from its record
+    title: str
+    body: str
+    urgency: Urgency
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """What alerts and when: from the config, plus whether a Prisma migrate command is running."""
+
+    remind_after: float  # seconds; 0 = never remind
+    notify_resolved: bool
+    alert_codes: Mapping[str, bool] = field(default_factory=dict)  # per-code override of the default
+    hold_transient: bool = False  # a Prisma migrate command holds the advisory lock
+
+    def alerts_for(self, code: str, severity: Severity | str) -> bool:
+        """Whether findings with this code alert: the per-code override, else error/warning do."""
+        override = self.alert_codes.get(code)
+        if override is not None:
+            return override
+        return Severity(severity) in (Severity.ERROR, Severity.WARNING)
+
+
+def update(
+    state: AlertState,
+    findings: Sequence[Finding],
+    now: float,
+    policy: AlertPolicy,
+    *,
+    scope: Callable[[FindingKey], bool] | None = None,
+) -> tuple[AlertState, list[Alert]]:
+    """Compare a check's findings with what was already alerted; return the new state and the alerts.
+
+    `scope` limits resolution to the keys the check covered (keys outside it are left alone).
+    """
+    records: dict[FindingKey, AlertRecord] = dict(state.records)
+    alerts: list[Alert] = []
+    seen: set[FindingKey] = set()
+
+    for finding in findings:
+        key = finding.key
+        if key in seen:
+            continue
+        seen.add(key)
+        held = policy.hold_transient and finding.code in TRANSIENT_CODES
+        record = records.get(key)
+        if not policy.alerts_for(finding.code, finding.severity):
+            # Alerting was switched off for this code (config reload): forget it without a "resolved".
+            if record is not None and not held:
+                del records[key]
+            continue
+        if held:
+            continue
+        if record is None:
+            records[key] = AlertRecord(
+                key=key,
+                severity=finding.severity.value,
+                first_seen=now,
+                last_notified=now,
+                message=finding.message,
+            )
+            alerts.append(_alert("new", finding))
+            continue
+        due = policy.remind_after > 0 and (
+            record.last_notified is None or now - record.last_notified >= policy.remind_after
+        )
+        if due:
+            alerts.append(_alert("reminder", finding))
+        records[key] = replace(
+            record,
+            severity=finding.severity.value,
+            message=finding.message,
+            last_notified=now if due else record.last_notified,
+        )
+
+    for key, record in state.records.items():
+        if key in seen or (scope is not None and not scope(key)):
+            continue
+        if policy.hold_transient and key[0] in TRANSIENT_CODES:
+            continue
+        del records[key]
+        if policy.notify_resolved:
+            alerts.append(_alert("resolved", finding_from_record(record)))
+
+    return AlertState(records=records), alerts
+
+
+def finding_from_record(record: AlertRecord) -> Finding:
+    """The minimal Finding a record still describes (for "resolved" alerts)."""
+    code, project, database, worktree, migration = record.key
+    return Finding(
+        code=code,
+        severity=Severity(record.severity),
+        project=project,
+        database=database,
+        worktree=worktree,
+        migration=migration,
+        message=record.message,
+    )
+
+
+def short_problem(finding: Finding) -> str:
+    """`behind the database`: the few words a notification title uses for a finding's code."""
+    if finding.code == "behind_base":
+        base = finding.details.get("base_branch") or finding.details.get("base")
+        return f"behind {base}" if isinstance(base, str) and base else "behind the base branch"
+    return SHORT_PROBLEMS.get(finding.code, finding.code.replace("_", " "))
+
+
+def title_prefix(finding: Finding) -> str:
+    """The worktree folder, else the database's last path segment, else the project name."""
+    if finding.worktree:
+        return _last_segment(finding.worktree) or finding.project
+    if finding.database:
+        return _last_segment(finding.database.split("?", 1)[0]) or finding.project
+    return finding.project
+
+
+def _last_segment(path: str) -> str:
+    if "://" in path:
+        path = path.split("://", 1)[1].partition("/")[2]
+    elif path.startswith("file:"):
+        path = path[len("file:") :]
+    return PurePosixPath(path.rstrip("/\\").replace("\\", "/")).name
+
+
+def alert_title(kind: AlertKind, finding: Finding) -> str:
+    """`Americano-epic3: behind the database`, or `…: resolved — behind the database`."""
+    problem = short_problem(finding)
+    if kind == "resolved":
+        return f"{title_prefix(finding)}: resolved — {problem}"
+    return f"{title_prefix(finding)}: {problem}"
+
+
+def alert_body(kind: AlertKind, finding: Finding) -> str:
+    """Migration, origin (first `found_in` entry) and the first fix line, one per line."""
+    lines: list[str] = []
+    if finding.migration:
+        lines.append(f"Migration: {finding.migration}")
+    origin = _origin(finding.details.get("found_in"))
+    if origin:
+        lines.append(f"From: {origin}")
+    if kind != "resolved" and finding.fix:
+        lines.append(finding.fix[0])
+    if not lines:
+        lines.append(finding.message)
+    return "\n".join(lines)
+
+
+def _origin(found_in: Any) -> str | None:
+    if not isinstance(found_in, Iterable) or isinstance(found_in, (str, bytes, Mapping)):
+        return None
+    for place in found_in:
+        if not isinstance(place, Mapping):
+            continue
+        branch = place.get("branch")
+        worktree = place.get("worktree")
+        folder = _last_segment(str(worktree)) if worktree else None
+        if branch and folder:
+            return f"{branch} ({folder})"
+        if branch or folder:
+            return str(branch or folder)
+    return None
+
+
+def _alert(kind: AlertKind, finding: Finding) -> Alert:
+    # A resolved problem is good news: visible, but never sticky like a critical one.
+    urgency: Urgency = "normal" if kind == "resolved" else _URGENCY[finding.severity.value]
+    return Alert(
+        kind=kind,
+        finding=finding,
+        title=alert_title(kind, finding),
+        body=alert_body(kind, finding),
+        urgency=urgency,
+    )

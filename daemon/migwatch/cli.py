@@ -1,0 +1,234 @@
+"""`migwatch` command line: argparse, and the one place that turns errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+from migwatch import __version__
+from migwatch.config import Config, ConfigError, default_config_path, load_config
+from migwatch.dburl import redact
+from migwatch.logsetup import configure_stderr, internal_error_log
+from migwatch.pipeline import CheckOptions, run_status
+from migwatch.report import render_text, to_json
+from migwatch.service import ServiceError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(Exception):
+    """A user mistake; printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="migwatch", description="Watches Prisma migrations across git worktrees.")
+    parser.add_argument("--version", action="version", version=f"migwatch {__version__}")
+    parser.add_argument(
+        "--config", type=Path, help="config file (default: $MIGWATCH_CONFIG or the platform config dir)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug output")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    status = commands.add_parser("status", help="check once and print a table (or JSON)")
+    status.add_argument("--json", action="store_true", help="print the JSON document (version 1)")
+    status.add_argument("--project", action="append", default=[], metavar="P", help="only this project")
+    status.add_argument("--worktree", type=Path, metavar="PATH", help="only this worktree")
+    status.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
+
+    run = commands.add_parser("run", help="the daemon, in the foreground")
+    run.add_argument("--once", action="store_true", help="one full cycle with notifications, then exit")
+
+    init = commands.add_parser("init", help="find the repository and write a config")
+    init.add_argument(
+        "path", nargs="?", type=Path, default=None, help="any checkout (default: current folder)"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing config")
+    init.add_argument(
+        "--print", action="store_true", dest="print_only", help="print the config instead of writing it"
+    )
+
+    commands.add_parser("check-config", help="validate the config file")
+
+    service = commands.add_parser("service", help="install/uninstall/status of the user service")
+    service.add_argument("action", choices=["install", "uninstall", "status"])
+    service.add_argument("--dry-run", action="store_true", help="print what would be done")
+
+    commands.add_parser("notify-test", help="send a test notification through every notifier")
+
+    demo = commands.add_parser("demo", help="self-contained showcase on SQLite (or --postgres URL)")
+    demo.add_argument("--postgres", metavar="URL", help="play the story on this PostgreSQL server instead")
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return args.config.expanduser().resolve() if args.config else default_config_path(os.environ)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args), os.environ)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    config = _load(args)
+    known = {p.name for p in config.projects}
+    unknown = [name for name in args.project if name not in known]
+    if unknown:
+        raise UsageError(
+            f"no project named {unknown[0]!r} in {config.source} (known: {', '.join(sorted(known))})"
+        )
+    worktree = args.worktree.expanduser().resolve() if args.worktree else None
+    report = run_status(config, CheckOptions(env=os.environ), project_names=args.project, worktree=worktree)
+    if worktree is not None and not any(p.worktrees for p in report.projects):
+        raise UsageError(f"{worktree} is not a worktree of any configured project")
+    if args.json:
+        out.write(json.dumps(to_json(report), indent=2) + "\n")
+    else:
+        colour = not args.no_color and out.isatty() and "NO_COLOR" not in os.environ
+        out.write(render_text(report, colour=colour))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
+    config = _load(args)
+    out.write(
+        f"{config.source}: ok ({len(config.projects)} project{'s' if len(config.projects) != 1 else ''})\n"
+    )
+    return EXIT_OK
+
+
+def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch import service
+    from migwatch.logsetup import default_log_dir
+
+    config_path = _config_path(args)
+    ctx = service.default_context(config_path, default_log_dir())
+    if args.action == "install":
+        return service.install(ctx, dry_run=args.dry_run, out=out)
+    if args.action == "uninstall":
+        return service.uninstall(ctx, dry_run=args.dry_run, out=out)
+    log_file = None
+    try:
+        config = load_config(config_path, os.environ)
+        from migwatch.logsetup import default_log_file
+
+        log_file = config.log.file or default_log_file()
+    except ConfigError:
+        pass
+    return service.status(ctx, out=out, log_file=log_file)
+
+
+def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.notify.dispatch import Dispatcher, build_notifiers, notify_test
+
+    config = _load(args)
+    notifiers = build_notifiers(
+        desktop=config.notifiers.desktop,
+        command_argv=config.notifiers.command_argv,
+        command_timeout=config.notifiers.command_timeout,
+        terminal_stream=None,
+    )
+    dispatcher = Dispatcher(notifiers)
+    try:
+        results = notify_test(dispatcher)
+    finally:
+        dispatcher.close()
+    failed = 0
+    for name, ok, detail in results:
+        out.write(f"{name}: {'ok' if ok else 'FAILED'}{' — ' + detail if detail else ''}\n")
+        failed += not ok
+    return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "status": cmd_status,
+    "check-config": cmd_check_config,
+    "service": cmd_service,
+    "notify-test": cmd_notify_test,
+}
+
+
+def _register_optional() -> None:
+    """Commands whose modules import heavier dependencies are looked up lazily."""
+
+    def run(args: argparse.Namespace, out: TextIO) -> int:
+        from migwatch.daemon import run_command
+
+        return run_command(_config_path(args), once=args.once, verbose=args.verbose, out=out)
+
+    def init(args: argparse.Namespace, out: TextIO) -> int:
+        from migwatch.initcmd import init_command
+
+        path = (args.path or Path.cwd()).expanduser().resolve()
+        return init_command(path, _config_path(args), force=args.force, print_only=args.print_only, out=out)
+
+    def demo(args: argparse.Namespace, out: TextIO) -> int:
+        from migwatch.demo import run_demo
+
+        return run_demo(out=out, postgres_url=args.postgres)
+
+    COMMANDS.setdefault("run", run)
+    COMMANDS.setdefault("init", init)
+    COMMANDS.setdefault("demo", demo)
+
+
+_register_optional()
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Entry point of the `migwatch` console script."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        if args.command != "run":
+            configure_stderr(args.verbose)
+        return COMMANDS[args.command](args, out)
+    except UsageError as exc:
+        err.write(f"{redact(str(exc))}\n")
+        return EXIT_USAGE
+    except ConfigError as exc:
+        for line in exc.lines():
+            err.write(f"{line}\n")
+        return EXIT_USAGE
+    except ServiceError as exc:
+        err.write(f"migwatch: {redact(str(exc))}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.write("migwatch: interrupted\n")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # argparse --help / --version
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_OK
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the one place unknown errors become exit 3
+        return _internal_error(exc, err)
+
+
+def _internal_error(exc: BaseException, err: TextIO) -> int:
+    path = internal_error_log()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"--- {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} migwatch {__version__}\n")
+            handle.write(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+        where = f"the traceback is in {path}"
+    except OSError:
+        where = "the traceback could not be written"
+    err.write(f"migwatch: internal error: {redact(str(exc)) or type(exc).__name__} ({where})\n")
+    return EXIT_INTERNAL

@@ -1,0 +1,249 @@
+"""Reads `_prisma_migrations` (PostgreSQL via psycopg 3, SQLite via the stdlib), read-only."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migwatch.dburl import UrlError, parse_postgres, redact, sqlite_path
+from migwatch.model import DatabaseRef, History, HistoryRow
+
+log = logging.getLogger(__name__)
+
+TABLE = "_prisma_migrations"
+PRISMA_ADVISORY_LOCK = 72707369
+COLUMNS = "id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    connect_timeout: float = 5.0  # libpq rounds anything below 2 s up to 2 s
+    statement_timeout_ms: int = 10_000
+
+
+class HistoryError(Exception):
+    """The database could not be reached or read; one line, password-free."""
+
+
+def read_history(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> History:
+    """Connect, read the whole history table, disconnect. Never raises for database problems."""
+    try:
+        if ref.provider == "postgresql":
+            with connect_postgres(ref, options) as conn:
+                return read_postgres(conn, ref)
+        if ref.provider == "sqlite":
+            return read_sqlite(ref)
+    except HistoryError as exc:
+        return History(database=ref, reachable=False, has_table=False, error=str(exc))
+    return History(
+        database=ref, reachable=False, has_table=False, error=f"provider {ref.provider} is not supported"
+    )
+
+
+def connect_postgres(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> psycopg.Connection[Any]:
+    """A read-only session (default_transaction_read_only, statement timeout), autocommit."""
+    try:
+        target = parse_postgres(ref.url)
+    except UrlError as exc:
+        raise HistoryError(str(exc)) from None
+    kwargs: dict[str, Any] = dict(target.params)
+    # A Prisma URL's own `options` are kept; ours come last so read-only always wins.
+    ours = f"-c default_transaction_read_only=on -c statement_timeout={options.statement_timeout_ms}"
+    kwargs["options"] = f"{kwargs['options']} {ours}" if "options" in kwargs else ours
+    try:
+        conn = psycopg.connect(
+            host=target.host,
+            port=target.port,
+            dbname=target.dbname,
+            user=target.user,
+            password=target.password,
+            connect_timeout=max(2, round(options.connect_timeout)),
+            autocommit=True,
+            application_name="migwatch",
+            **kwargs,
+        )
+    except psycopg.Error as exc:
+        raise HistoryError(f"cannot connect to {ref.id}: {_driver_message(exc)}") from None
+    return conn
+
+
+def read_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> History:
+    """Read the table on an open connection (the daemon keeps one)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_qualified(ref.schema),))
+            row = cur.fetchone()
+            has_table = bool(row and row[0])
+            running = migration_running(conn)
+            if not has_table:
+                return History(database=ref, reachable=True, has_table=False, migration_running=running)
+            query = sql.SQL(
+                "SELECT id::text, checksum::text, finished_at, migration_name::text, logs::text, "
+                "rolled_back_at, started_at, applied_steps_count::text FROM {}.{} ORDER BY started_at"
+            ).format(sql.Identifier(ref.schema), sql.Identifier(TABLE))
+            cur.execute(query)
+            rows = tuple(_row(values) for values in cur.fetchall())
+    except psycopg.OperationalError as exc:
+        raise HistoryError(f"lost connection to {ref.id}: {_driver_message(exc)}") from None
+    except psycopg.Error as exc:
+        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {_driver_message(exc)}") from None
+    return History(database=ref, reachable=True, has_table=True, rows=rows, migration_running=running)
+
+
+def migration_running(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a Prisma migrate command (deploy, resolve, dev's apply step) holds its advisory lock."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+            "AND objid = %s AND objsubid = 1 AND granted)",
+            (PRISMA_ADVISORY_LOCK,),
+        )
+        row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def fingerprint_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> str:
+    """A cheap value that changes whenever any history row changes (or the table appears)."""
+    query = sql.SQL(
+        "SELECT count(*), md5(coalesce(string_agg(concat_ws('|', id, checksum, finished_at, migration_name, "
+        "rolled_back_at, started_at, applied_steps_count), ',' ORDER BY id), '')) FROM {}.{}"
+    ).format(sql.Identifier(ref.schema), sql.Identifier(TABLE))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_qualified(ref.schema),))
+            exists = cur.fetchone()
+            if not (exists and exists[0]):
+                return "no-table"
+            cur.execute(query)
+            row = cur.fetchone()
+    except psycopg.OperationalError as exc:
+        raise HistoryError(f"lost connection to {ref.id}: {_driver_message(exc)}") from None
+    except psycopg.Error as exc:
+        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {_driver_message(exc)}") from None
+    return f"{row[0]}:{row[1]}" if row else "empty"
+
+
+def _qualified(schema: str) -> str:
+    return '"' + schema.replace('"', '""') + '".' + TABLE
+
+
+def sqlite_file(ref: DatabaseRef) -> Path:
+    """The database file of a SQLite DatabaseRef (its id is `file:/abs/path`)."""
+    return sqlite_path(ref.id, Path("/"))
+
+
+def read_sqlite(ref: DatabaseRef) -> History:
+    """Open the file read-only (never creates it) and read the table."""
+    path = sqlite_file(ref)
+    if not path.exists():
+        return History(database=ref, reachable=True, has_table=False, error=f"{path} does not exist yet")
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open {path}: {exc}") from None
+    try:
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        ).fetchone()
+        if not has_table:
+            return History(database=ref, reachable=True, has_table=False)
+        cursor = conn.execute(f"SELECT {COLUMNS} FROM {TABLE} ORDER BY started_at")  # noqa: S608
+        rows = tuple(_row(values) for values in cursor.fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise HistoryError(f"cannot read {TABLE} in {path}: {exc}") from None
+    finally:
+        conn.close()
+    return History(database=ref, reachable=True, has_table=True, rows=rows)
+
+
+def fingerprint_sqlite(ref: DatabaseRef) -> str:
+    """File identity and size: any write to the database changes it (WAL included)."""
+    path = sqlite_file(ref)
+    parts: list[str] = []
+    for candidate in (path, Path(f"{path}-wal")):
+        try:
+            stat = candidate.stat()
+        except FileNotFoundError:
+            parts.append("-")
+            continue
+        except OSError as exc:
+            raise HistoryError(f"cannot stat {candidate}: {exc.strerror}") from None
+        parts.append(f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def _row(values: Sequence[Any]) -> HistoryRow:
+    id_, checksum, finished, name, logs, rolled_back, started, steps = values
+    return HistoryRow(
+        id=_text(id_) or "",
+        migration_name=_text(name) or "",
+        checksum=_text(checksum),
+        started_at=parse_timestamp(started),
+        finished_at=parse_timestamp(finished),
+        rolled_back_at=parse_timestamp(rolled_back),
+        logs=_text(logs),
+        applied_steps_count=_int(steps),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Timestamps as Prisma stores them: timestamptz, integer milliseconds (SQLite), RFC 3339 text.
+
+    A value that is present but unreadable still means "set" (it is not NULL), so it maps to the epoch.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMERIC.match(value.strip())):
+        try:
+            return datetime.fromtimestamp(float(value) / 1000.0, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return _EPOCH
+    text = _text(value) or ""
+    text = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return _EPOCH
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _driver_message(exc: BaseException) -> str:
+    """The driver's first line, without any password."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = lines[0] if lines else type(exc).__name__
+    return redact(message)
+
+
+def counted_rows(rows: Iterable[HistoryRow], counts_rolled_back: bool) -> list[HistoryRow]:
+    """Rows Prisma takes into account: rolled-back ones only up to Prisma 7.8."""
+    return [row for row in rows if counts_rolled_back or not row.rolled_back]

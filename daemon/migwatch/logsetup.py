@@ -1,0 +1,64 @@
+"""Logging, configured once by `cli.main`: stderr for the user, a rotating file for the daemon."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import time
+from pathlib import Path
+
+import platformdirs
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+LOG_NAME = "migwatch.log"
+
+
+class _UTCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+
+def default_log_dir() -> Path:
+    """The platform log folder (~/.local/state/migwatch/log, ~/Library/Logs/migwatch)."""
+    return platformdirs.user_log_path("migwatch")
+
+
+def default_log_file() -> Path:
+    return default_log_dir() / LOG_NAME
+
+
+def default_state_dir() -> Path:
+    """Where the alert state and the daemon's lock live."""
+    return platformdirs.user_state_path("migwatch")
+
+
+def internal_error_log() -> Path:
+    """Where `main` writes tracebacks of unexpected errors."""
+    return default_log_dir() / "internal-errors.log"
+
+
+def configure_stderr(verbose: bool) -> None:
+    """Warnings (or debug with -v) to stderr, for the one-shot commands."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("migwatch: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("watchdog", "apscheduler", "git", "asyncio", "desktop_notifier", "psycopg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_file_log(path: Path, level: str, *, max_bytes: int = 5_000_000, backups: int = 5) -> logging.Handler:
+    """A rotating, one-line-per-event log file (UTC timestamps); returns the handler to remove later."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+    )
+    handler.setFormatter(_UTCFormatter(LOG_FORMAT, DATE_FORMAT))
+    handler.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.WARNING, handler.level))
+    return handler

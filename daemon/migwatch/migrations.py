@@ -1,0 +1,143 @@
+"""Reads a migrations folder exactly as Prisma lists it (SPEC §5). Never writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import unicodedata
+from pathlib import Path
+
+from migwatch.checksum import checksum_variants
+from migwatch.model import LocalMigration, MigrationsFolder
+
+_LOCK_PROVIDER = re.compile(rb'^\s*provider\s*=\s*"([^"]*)"', re.M)
+_MARKER = re.compile(rb"^(<<<<<<<|>>>>>>>)", re.M)
+
+# ICU root collation (JavaScript's localeCompare) puts punctuation before digits before letters, and
+# compares letters without case first. This table covers the characters of real migration names.
+_PUNCTUATION = "_-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
+
+
+def _primary(char: str) -> tuple[int, int]:
+    if char.isspace():
+        return (0, ord(char))
+    position = _PUNCTUATION.find(char)
+    if position >= 0:
+        return (1, position)
+    if char.isdigit():
+        return (2, int(char) if char.isascii() else ord(char))
+    base = unicodedata.normalize("NFD", char)[0].casefold()
+    if base.isalpha():
+        return (3, ord(base))
+    return (4, ord(char))
+
+
+def collation_key(name: str) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...], tuple[int, ...]]:
+    """Sort key approximating `a.localeCompare(b)`: letters, then accents, then lower before upper."""
+    primary = tuple(_primary(c) for c in name)
+    secondary = tuple(len(unicodedata.normalize("NFD", c)) for c in name)
+    tertiary = tuple(1 if c.isupper() else 0 for c in name)
+    return (primary, secondary, tertiary)
+
+
+class ChecksumCache:
+    """Avoids hashing the same content twice: keyed by file identity, then by content digest.
+
+    Worktrees hold identical copies of most migrations; the file-identity key serves the daemon's
+    re-scans, the content key serves identical copies across worktrees.
+    """
+
+    def __init__(self) -> None:
+        self._by_stat: dict[tuple[int, int, int, int], _SqlFacts] = {}
+        self._by_raw: dict[bytes, _SqlFacts] = {}
+        self._lock = threading.Lock()
+
+    def facts(self, path: str, stat: os.stat_result) -> _SqlFacts:
+        """Checksums and conflict-marker lines of one migration.sql (raises OSError)."""
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            hit = self._by_stat.get(key)
+        if hit is not None:
+            return hit
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        digest = hashlib.sha256(raw).digest()
+        with self._lock:
+            found = self._by_raw.get(digest)
+        if found is None:
+            found = (checksum_variants(raw), conflict_lines(raw))
+        with self._lock:
+            if len(self._by_stat) > 500_000:  # bounded: a long-running daemon sees many versions
+                self._by_stat.clear()
+                self._by_raw.clear()
+            self._by_stat[key] = found
+            self._by_raw[digest] = found
+        return found
+
+
+_SqlFacts = tuple[tuple[str, ...], tuple[int, ...]]
+_DEFAULT_CACHE = ChecksumCache()
+
+
+def read_migration(folder: Path, name: str, cache: ChecksumCache = _DEFAULT_CACHE) -> LocalMigration:
+    """One migration folder: its checksums, whether migration.sql exists, conflict markers."""
+    sql_path = folder / "migration.sql"
+    try:
+        stat = os.stat(sql_path)
+        if not os.path.isfile(sql_path):
+            return LocalMigration(
+                name=name, path=folder, checksums=(), read_error=f"{sql_path} is not a file"
+            )
+        checksums, markers = cache.facts(str(sql_path), stat)
+    except FileNotFoundError:
+        return LocalMigration(name=name, path=folder, checksums=(), has_sql=False)
+    except OSError as exc:
+        return LocalMigration(name=name, path=folder, checksums=(), read_error=_os_message(exc, sql_path))
+    return LocalMigration(name=name, path=folder, checksums=checksums, conflict_lines=markers)
+
+
+def conflict_lines(raw: bytes) -> tuple[int, ...]:
+    """1-based numbers of lines that start with a git conflict marker."""
+    if b"<<<<<<<" not in raw and b">>>>>>>" not in raw:
+        return ()
+    return tuple(raw.count(b"\n", 0, match.start()) + 1 for match in _MARKER.finditer(raw))
+
+
+def read_folder(path: Path, cache: ChecksumCache = _DEFAULT_CACHE) -> MigrationsFolder:
+    """List a migrations folder as Prisma does: every subdirectory (hidden too, not symlinks)."""
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return MigrationsFolder(path=path, exists=False)
+    except NotADirectoryError:
+        return MigrationsFolder(path=path, exists=False, error=f"{path} is not a folder")
+    except OSError as exc:
+        return MigrationsFolder(path=path, exists=True, error=_os_message(exc, path))
+    lock_provider: str | None = None
+    names: list[str] = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                names.append(entry.name)
+            elif entry.name == "migration_lock.toml":
+                lock_provider = read_lock_provider(Path(entry.path))
+        except OSError:
+            continue
+    names.sort(key=collation_key)
+    migrations = tuple(read_migration(path / name, name, cache) for name in names)
+    return MigrationsFolder(path=path, exists=True, migrations=migrations, lock_provider=lock_provider)
+
+
+def read_lock_provider(path: Path) -> str | None:
+    """`provider = "…"` of migration_lock.toml, or None if it has none or cannot be read."""
+    try:
+        match = _LOCK_PROVIDER.search(path.read_bytes())
+    except OSError:
+        return None
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
+def _os_message(exc: OSError, path: Path) -> str:
+    return f"cannot read {path}: {exc.strerror or exc}"

@@ -1,0 +1,288 @@
+"""One full check: discovery → read folders and histories → analyse → gather git evidence → findings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from migwatch import diagnose
+from migwatch import git as gitio
+from migwatch.checksum import checksum_matches, checksum_variants
+from migwatch.config import Config, ProjectConfig
+from migwatch.dburl import group_key
+from migwatch.discovery import discover_worktree, is_ignored, schema_files
+from migwatch.history import read_history
+from migwatch.migrations import ChecksumCache, conflict_lines, read_folder
+from migwatch.model import DatabaseRef, Finding, History, Severity, Worktree
+from migwatch.report import DatabaseSummary, ProjectReport, StatusReport, WorktreeSummary
+
+log = logging.getLogger(__name__)
+
+HistoryReader = Callable[[DatabaseRef], History]
+WORKERS = min(8, (os.cpu_count() or 2) * 2)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    env: Mapping[str, str]
+    read_history: HistoryReader = read_history
+    cache: ChecksumCache | None = None
+
+
+def list_project_worktrees(
+    project: ProjectConfig, env: Mapping[str, str]
+) -> tuple[list[Worktree], list[Worktree]]:
+    """(worktrees to check, prunable ones) of a project; bare and ignored ones are left out."""
+    found = gitio.list_worktrees(project.repo, env=env)
+    live = [w for w in found if not w.bare and not w.prunable and not is_ignored(w, project.ignore_worktrees)]
+    prunable = [w for w in found if w.prunable and not is_ignored(w, project.ignore_worktrees)]
+    return live, prunable
+
+
+def snapshot_worktree(
+    worktree: Worktree, project: ProjectConfig, options: CheckOptions
+) -> diagnose.WorktreeSnapshot:
+    """Discover one worktree and read its migrations folder and schema (files only)."""
+    setup = discover_worktree(
+        worktree, configured_schema=project.schema, database_url=project.database_url, env=options.env
+    )
+    folder = None
+    if setup.migrations_dir is not None and setup.problem is None:
+        folder = (
+            read_folder(setup.migrations_dir, options.cache)
+            if options.cache
+            else read_folder(setup.migrations_dir)
+        )
+    markers: list[tuple[Path, tuple[int, ...]]] = []
+    if setup.schema_path is not None:
+        for file in schema_files(setup.schema_path):
+            try:
+                lines = conflict_lines(file.read_bytes())
+            except OSError:
+                continue
+            if lines:
+                markers.append((file, lines))
+    return diagnose.WorktreeSnapshot(setup=setup, folder=folder, schema_markers=tuple(markers))
+
+
+def snapshot_project(
+    project: ProjectConfig,
+    options: CheckOptions,
+    pool: ThreadPoolExecutor,
+    histories: Mapping[str, History] | None = None,
+) -> diagnose.ProjectSnapshot:
+    """Read everything one project's check needs; `histories` may be given (the daemon polls them)."""
+    live, prunable = list_project_worktrees(project, options.env)
+    snapshots = list(pool.map(lambda w: snapshot_worktree(w, project, options), live))
+    refs: dict[str, DatabaseRef] = {}
+    for snapshot in snapshots:
+        key = diagnose.group_of(snapshot)
+        if key is not None and snapshot.setup.database is not None:
+            refs.setdefault(key, snapshot.setup.database)
+    read: dict[str, History] = dict(histories or {})
+    missing = [key for key in refs if key not in read]
+    for key, history in zip(missing, pool.map(lambda k: options.read_history(refs[k]), missing)):
+        read[key] = history
+    return diagnose.ProjectSnapshot(
+        name=project.name,
+        repo=project.repo,
+        worktrees=tuple(snapshots),
+        histories={key: read[key] for key in refs},
+        skipped=tuple(prunable),
+        base_branch=project.base_branch,
+    )
+
+
+def gather_evidence(
+    project: diagnose.ProjectSnapshot, request: diagnose.EvidenceRequest, env: Mapping[str, str]
+) -> diagnose.Evidence:
+    """Ask git exactly what the findings need (nothing when all is well)."""
+    committed: dict[Path, frozenset[str]] = {}
+    for path in request.committed:
+        snapshot = next(s for s in project.worktrees if s.worktree.path == path)
+        rel = _rel(snapshot.setup.migrations_dir, path)
+        names = gitio.names_at(path, "HEAD", rel, env=env) if rel else None
+        committed[path] = names or frozenset()
+    origins: dict[str, diagnose.GitOrigin | None] = {}
+    for name, rel in request.origins:
+        try:
+            origin = gitio.find_origin(project.repo, f"{rel}/{name}" if rel else name, env=env)
+        except gitio.GitError as exc:
+            log.debug("cannot search git for %s: %s", name, exc)
+            origin = None
+        origins[name] = (
+            diagnose.GitOrigin(origin.commit, origin.subject, origin.date, origin.branches)
+            if origin
+            else None
+        )
+    restores: dict[tuple[Path, str], diagnose.Restore] = {}
+    for path, name, stored in request.restores:
+        snapshot = next(s for s in project.worktrees if s.worktree.path == path)
+        rel = _rel(snapshot.setup.migrations_dir, path)
+        restores[(path, name)] = _restore(path, f"{rel}/{name}/migration.sql", stored, env)
+    tracked: dict[tuple[Path, str], bool] = {}
+    empty: set[Path] = set()
+    for path, name in request.tracked_sql:
+        snapshot = next(s for s in project.worktrees if s.worktree.path == path)
+        rel = _rel(snapshot.setup.migrations_dir, path)
+        try:
+            tracked[(path, name)] = gitio.is_tracked(path, f"{rel}/{name}/migration.sql", env=env)
+        except gitio.GitError:
+            tracked[(path, name)] = False
+        folder = (snapshot.setup.migrations_dir or path) / name
+        try:
+            if not any(folder.iterdir()):
+                empty.add(folder)
+        except OSError:
+            pass
+    return diagnose.Evidence(
+        committed=committed,
+        origins=origins,
+        restores=restores,
+        tracked_sql=tracked,
+        empty_folders=frozenset(empty),
+    )
+
+
+def _rel(directory: Path | None, root: Path) -> str:
+    if directory is None:
+        return ""
+    try:
+        return directory.relative_to(root).as_posix()
+    except ValueError:
+        return ""
+
+
+def _restore(worktree: Path, rel: str, stored: str, env: Mapping[str, str]) -> diagnose.Restore:
+    try:
+        changed_by = gitio.last_change(worktree, rel, env=env)
+        for rev in ["HEAD", *gitio.file_revisions(worktree, rel, env=env)]:
+            blob = gitio.blob_at(worktree, rev, rel, env=env)
+            if blob is not None and checksum_matches(stored, checksum_variants(blob)):
+                if rev == "HEAD":
+                    rev = gitio.run_git(worktree, "rev-parse", "HEAD", env=env).strip()
+                return diagnose.Restore(rev=rev, changed_by=changed_by)
+    except gitio.GitError as exc:
+        log.debug("no git history for %s in %s: %s", rel, worktree, exc)
+        return diagnose.Restore()
+    return diagnose.Restore(changed_by=changed_by)
+
+
+def diagnose_project(
+    snapshot: diagnose.ProjectSnapshot, env: Mapping[str, str], now: datetime
+) -> tuple[list[diagnose.WorktreeVerdict], list[Finding]]:
+    """Analyse, gather evidence for what was found, and produce findings."""
+    verdicts = diagnose.analyse(snapshot)
+    evidence = gather_evidence(snapshot, diagnose.evidence_needed(snapshot, verdicts), env)
+    return verdicts, diagnose.findings(snapshot, verdicts, evidence, now)
+
+
+def project_report(
+    project: ProjectConfig,
+    snapshot: diagnose.ProjectSnapshot,
+    verdicts: Sequence[diagnose.WorktreeVerdict],
+    found: Sequence[Finding],
+) -> ProjectReport:
+    """The status document's view of one project."""
+    databases = []
+    for key, history in snapshot.histories.items():
+        del key
+        counted = [r for r in history.rows if not r.rolled_back]
+        applied = [r for r in counted if not r.failed]
+        databases.append(
+            DatabaseSummary(
+                id=history.database.id,
+                provider=history.database.provider,
+                reachable=history.reachable,
+                managed=history.has_table,
+                applied=len(applied),
+                failed=sum(1 for r in history.rows if r.failed),
+                latest=applied[-1].migration_name if applied else None,
+            )
+        )
+    worktrees = []
+    for verdict in verdicts:
+        setup = verdict.snapshot.setup
+        wt = setup.worktree
+        worktrees.append(
+            WorktreeSummary(
+                path=wt.path,
+                branch=wt.branch,
+                head=wt.head,
+                schema=_rel(setup.schema_path, wt.path)
+                or (str(setup.schema_path) if setup.schema_path else None),
+                migrations_dir=_rel(setup.migrations_dir, wt.path)
+                or (str(setup.migrations_dir) if setup.migrations_dir else None),
+                database=setup.database.id if setup.database else None,
+                prisma_version=".".join(str(n) for n in setup.prisma_version),
+                local=len(verdict.snapshot.folder.migrations) if verdict.snapshot.folder else 0,
+                applied_here=verdict.applied_here,
+                state=diagnose.worktree_state(verdict),
+            )
+        )
+    return ProjectReport(
+        name=project.name,
+        repo=project.repo,
+        databases=tuple(databases),
+        worktrees=tuple(worktrees),
+        findings=tuple(found),
+    )
+
+
+def check_project(
+    project: ProjectConfig, options: CheckOptions, pool: ThreadPoolExecutor, now: datetime | None = None
+) -> ProjectReport:
+    """One full check of one project; git problems become a finding, never an exception."""
+    now = now or datetime.now(timezone.utc)
+    started = time.monotonic()
+    try:
+        snapshot = snapshot_project(project, options, pool)
+    except gitio.GitError as exc:
+        finding = Finding(
+            code="discovery",
+            severity=Severity.ERROR,
+            project=project.name,
+            database=None,
+            worktree=None,
+            migration=None,
+            message=f"project {project.name}: {exc}",
+            fix=(f"git -C {project.repo} worktree list", "why: migwatch finds the worktrees with git"),
+        )
+        return ProjectReport(
+            name=project.name, repo=project.repo, databases=(), worktrees=(), findings=(finding,)
+        )
+    verdicts, found = diagnose_project(snapshot, options.env, now)
+    log.debug("checked project %s in %.3f s", project.name, time.monotonic() - started)
+    return project_report(project, snapshot, verdicts, found)
+
+
+def run_status(
+    config: Config,
+    options: CheckOptions,
+    *,
+    project_names: Sequence[str] = (),
+    worktree: Path | None = None,
+    now: datetime | None = None,
+) -> StatusReport:
+    """`migwatch status`: check every (selected) project once."""
+    now = now or datetime.now(timezone.utc)
+    projects = [p for p in config.projects if not project_names or p.name in project_names]
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="migwatch-read") as pool:
+        reports = [check_project(p, options, pool, now) for p in projects]
+    if worktree is not None:
+        reports = [r.only_worktree(worktree) for r in reports]
+    return StatusReport(checked_at=now, projects=tuple(reports))
+
+
+def histories_by_group(refs: Sequence[DatabaseRef], reader: HistoryReader) -> dict[str, History]:
+    """Read each distinct database once."""
+    out: dict[str, History] = {}
+    for ref in refs:
+        out.setdefault(group_key(ref), reader(ref))
+    return out

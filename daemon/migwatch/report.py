@@ -1,0 +1,193 @@
+"""The status report: objects, the JSON document (SPEC §7) and the human table. Pure formatting."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from migwatch.model import Finding, Severity
+
+JSON_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DatabaseSummary:
+    id: str
+    provider: str
+    reachable: bool
+    managed: bool
+    applied: int
+    failed: int
+    latest: str | None
+
+
+@dataclass(frozen=True)
+class WorktreeSummary:
+    path: Path
+    branch: str | None
+    head: str | None
+    schema: str | None
+    migrations_dir: str | None
+    database: str | None
+    prisma_version: str
+    local: int
+    applied_here: int
+    state: str
+
+
+@dataclass(frozen=True)
+class ProjectReport:
+    name: str
+    repo: Path
+    databases: tuple[DatabaseSummary, ...]
+    worktrees: tuple[WorktreeSummary, ...]
+    findings: tuple[Finding, ...]
+
+    def only_worktree(self, path: Path) -> ProjectReport:
+        """The same report limited to one worktree (and the database findings that concern it)."""
+        target = os.path.realpath(path)
+        keep = [w for w in self.worktrees if os.path.realpath(w.path) == target]
+        databases = {w.database for w in keep}
+        return replace(
+            self,
+            worktrees=tuple(keep),
+            databases=tuple(d for d in self.databases if d.id in databases),
+            findings=tuple(
+                f
+                for f in self.findings
+                if (f.worktree and os.path.realpath(f.worktree) == target)
+                or (f.worktree is None and f.database in databases)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    checked_at: datetime
+    projects: tuple[ProjectReport, ...]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for p in self.projects for f in p.findings]
+
+    @property
+    def ok(self) -> bool:
+        """No finding of severity warning or error."""
+        return not any(f.severity in (Severity.ERROR, Severity.WARNING) for f in self.findings)
+
+
+def to_json(report: StatusReport) -> dict[str, Any]:
+    """The `status --json` document, version 1."""
+    return {
+        "version": JSON_VERSION,
+        "checked_at": report.checked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ok": report.ok,
+        "projects": [
+            {
+                "name": p.name,
+                "repo": str(p.repo),
+                "databases": [
+                    {
+                        "id": d.id,
+                        "provider": d.provider,
+                        "reachable": d.reachable,
+                        "managed": d.managed,
+                        "applied": d.applied,
+                        "failed": d.failed,
+                        "latest": d.latest,
+                    }
+                    for d in p.databases
+                ],
+                "worktrees": [
+                    {
+                        "path": str(w.path),
+                        "branch": w.branch,
+                        "head": w.head,
+                        "schema": w.schema,
+                        "migrations_dir": w.migrations_dir,
+                        "database": w.database,
+                        "prisma_version": w.prisma_version,
+                        "local": w.local,
+                        "applied_here": w.applied_here,
+                        "state": w.state,
+                    }
+                    for w in p.worktrees
+                ],
+            }
+            for p in report.projects
+        ],
+        "findings": [f.to_json() for f in report.findings],
+    }
+
+
+_COLOURS = {
+    "error": "\033[31m",
+    "warning": "\033[33m",
+    "info": "\033[36m",
+    "ok": "\033[32m",
+    "behind": "\033[31m",
+    "diverged": "\033[31m",
+    "broken": "\033[31m",
+    "pending": "\033[33m",
+    "unknown": "\033[90m",
+    "bold": "\033[1m",
+    "dim": "\033[2m",
+}
+_RESET = "\033[0m"
+
+
+def render_text(report: StatusReport, *, colour: bool = False) -> str:
+    """The human `status` output: a table per project, then its findings with their fixes."""
+
+    def paint(text: str, style: str) -> str:
+        return f"{_COLOURS[style]}{text}{_RESET}" if colour and style in _COLOURS else text
+
+    lines: list[str] = []
+    for project in report.projects:
+        lines.append(paint(f"{project.name}  {project.repo}", "bold"))
+        for database in project.databases:
+            state = "reachable" if database.reachable else "UNREACHABLE"
+            if database.reachable and not database.managed:
+                state = "no _prisma_migrations table"
+            latest = f", latest {database.latest}" if database.latest else ""
+            failed = f", {database.failed} failed" if database.failed else ""
+            lines.append(f"  database {database.id}: {state}, {database.applied} applied{failed}{latest}")
+        if project.worktrees:
+            headers = ("WORKTREE", "BRANCH", "STATE", "LOCAL", "APPLIED", "PRISMA")
+            rows = [
+                (
+                    w.path.name,
+                    w.branch or "(detached)",
+                    w.state,
+                    str(w.local),
+                    str(w.applied_here),
+                    w.prisma_version,
+                )
+                for w in project.worktrees
+            ]
+            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+            lines.append("  " + "  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip())
+            for row in rows:
+                cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+                cells[2] = paint(cells[2], row[2])
+                lines.append("  " + "  ".join(cells).rstrip())
+        if project.findings:
+            lines.append("")
+            for finding in project.findings:
+                tag = paint(f"{finding.severity.value.upper():7}", finding.severity.value)
+                lines.append(f"  {tag} {finding.code}: {finding.message}")
+                for step in finding.fix:
+                    prefix = "" if step.startswith(("why:", "#", "Do not")) else "$ "
+                    lines.append(
+                        f"          {paint(prefix + step, 'dim') if prefix == '' else prefix + step}"
+                    )
+        else:
+            lines.append(paint("  no problems found", "ok"))
+        lines.append("")
+    counts = {s: sum(1 for f in report.findings if f.severity is s) for s in Severity}
+    summary = ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in counts.items())
+    lines.append(f"checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC: {summary}")
+    return "\n".join(lines) + "\n"
