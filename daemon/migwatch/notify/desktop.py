@@ -40,8 +40,8 @@ class DesktopNotifierThread:
 
     def __init__(self, app_name: str = "migwatch", timeout: float = DEFAULT_DESKTOP_TIMEOUT) -> None:
         self.timeout = timeout
-        # Read now, not at first use: the bus that counts is the one of the environment we were built in.
-        # dbus-fast reads the same variable when desktop-notifier first connects.
+        # Taken from the environment at construction. desktop-notifier has no way to be given an address:
+        # dbus-fast reads this same variable when it first connects (first check() or send()).
         self.bus_address = os.environ.get("DBUS_SESSION_BUS_ADDRESS") or None
         self._needs_session_bus = sys.platform.startswith("linux")
         self._closed = False

@@ -132,17 +132,19 @@ class Dispatcher:
                 health.append((notifier.name, problem if isinstance(problem, str) else None))
         return health
 
-    def close(self) -> None:
-        """Close every notifier (each isolated like a send) and wait briefly for abandoned calls."""
+    def close(self, timeout: float | None = None) -> None:
+        """Close every notifier (each isolated like a send), waiting at most `timeout` (default: the
+        dispatcher's) in all, also for abandoned calls; a daemon stopping on SIGTERM passes less."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        limit = self.timeout if timeout is None else timeout
         calls = [(notifier, _Call(notifier.name, _bind_close(notifier))) for notifier in self.notifiers]
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + limit
         for notifier, call in calls:
             if not call.done.wait(max(0.0, deadline - time.monotonic())):
-                logger.warning("notifier %s did not close within %g s", notifier.name, self.timeout)
+                logger.warning("notifier %s did not close within %g s", notifier.name, limit)
             elif call.error is not None:
                 logger.warning("notifier %s failed to close: %s", notifier.name, one_line(call.error))
         with self._lock:
