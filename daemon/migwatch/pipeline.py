@@ -87,7 +87,7 @@ def snapshot_project(
             refs.setdefault(key, snapshot.setup.database)
     read: dict[str, History] = dict(histories or {})
     missing = [key for key in refs if key not in read]
-    for key, history in zip(missing, pool.map(lambda k: options.read_history(refs[k]), missing)):
+    for key, history in zip(missing, pool.map(lambda k: options.read_history(refs[k]), missing), strict=True):
         read[key] = history
     return diagnose.ProjectSnapshot(
         name=project.name,
