@@ -161,7 +161,7 @@ def test_missing_sql_untracked_empty_folder(project: Project) -> None:
 def test_missing_sql_tracked_and_applied(project: Project) -> None:
     project.apply(project.main, INIT)
     (project.migrations(project.other) / INIT / "migration.sql").unlink()
-    code, doc = project.status()
+    _, doc = project.status()
     finding = _only(doc, "missing_sql")
     assert finding["worktree"] == str(project.other)
     assert "it is applied, so `prisma migrate status` fails with P3015" in finding["message"]
@@ -307,3 +307,103 @@ def test_database_unreachable(
     assert "secret" not in out.getvalue() and "wrong" not in finding["message"]
     assert doc["projects"][0]["databases"][0]["reachable"] is False
     assert {w["state"] for w in doc["projects"][0]["worktrees"]} == {"unknown"}
+
+
+def _with_base(project: Project) -> None:
+    project.config.write_text(f"projects:\n  - repo: {project.main}\n    base_branch: main\n", encoding="utf-8")
+
+
+def test_behind_base(project: Project) -> None:
+    _with_base(project)
+    project.apply(project.main, INIT)
+    project.repo.write_migration(project.main, SECOND, SECOND_SQL)
+    project.repo.commit(project.main, "second on main")
+    project.apply(project.main, SECOND)
+    _, doc = project.status()
+    finding = _only(doc, "behind_base")
+    assert (finding["severity"], finding["worktree"]) == ("info", str(project.other))
+    assert finding["message"] == f"shop-other (feature/other): main has 1 migration this branch lacks: {SECOND}"
+    assert finding["fix"][0] == f"git -C {project.other} merge main"
+
+
+def test_schema_conflict_same_column(project: Project) -> None:
+    _with_base(project)
+    project.apply(project.main, INIT)
+    third = project.repo.add_worktree("shop-third", "feature/third")
+    project.repo.write_env(third, f'DATABASE_URL="file:{project.db}"\n')
+    project.repo.write_migration(
+        project.other, "20250110000000_rename_email", 'ALTER TABLE "User" RENAME COLUMN "email" TO "mail";\n'
+    )
+    project.repo.write_migration(
+        third,
+        "20250111000000_email_not_null",
+        'ALTER TABLE "User" ALTER COLUMN "email" SET NOT NULL,\nADD COLUMN "age" INTEGER;\n',
+    )
+    _, doc = project.status()
+    conflicts = sorted((f["worktree"], f["migration"]) for f in doc["findings"] if f["code"] == "schema_conflict")
+    assert conflicts == [
+        (str(project.other), "20250110000000_rename_email"),
+        (str(third), "20250111000000_email_not_null"),
+    ]
+    finding = next(f for f in doc["findings"] if f["code"] == "schema_conflict" and f["worktree"] == str(third))
+    assert finding["details"]["columns"] == ["User.email"]
+    assert finding["details"]["other_branch"] == "feature/other"
+    assert "coordinate before either is merged" in finding["message"]
+
+
+def test_no_schema_conflict_for_other_columns(project: Project) -> None:
+    _with_base(project)
+    project.apply(project.main, INIT)
+    third = project.repo.add_worktree("shop-third", "feature/third")
+    project.repo.write_migration(project.other, "20250110000000_a", 'ALTER TABLE "User" ADD COLUMN "a" TEXT;\n')
+    project.repo.write_migration(third, "20250111000000_b", 'ALTER TABLE "User" ADD COLUMN "b" TEXT;\n')
+    _, doc = project.status()
+    assert not [f for f in doc["findings"] if f["code"] == "schema_conflict"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "touches"),
+    [
+        ('ALTER TABLE "User" ADD COLUMN "name" TEXT,\nADD COLUMN "x" INTEGER;', {("User", "name"), ("User", "x")}),
+        ('ALTER TABLE "public"."User" DROP COLUMN "email";', {("User", "email")}),
+        ('ALTER TABLE "Post" ALTER COLUMN "title" SET NOT NULL;', {("Post", "title")}),
+        ('ALTER TABLE "A" RENAME COLUMN "a" TO "b";', {("A", "a")}),
+        ('ALTER TABLE "A" ADD CONSTRAINT "A_fk" FOREIGN KEY ("b") REFERENCES "B"("id");', set()),
+        ('DROP TABLE "Old";', {("Old", "*")}),
+        ('-- ALTER TABLE "X" DROP COLUMN "y";\nCREATE INDEX "i" ON "X"("y");', set()),
+        ('PRAGMA foreign_keys=OFF;\nDROP TABLE "User";\nALTER TABLE "new_User" RENAME TO "User";', {("User", "*")}),
+    ],
+)
+def test_sql_touches(sql: str, touches: set[tuple[str, str]]) -> None:
+    from migwatch.diagnose import sql_touches
+
+    assert sql_touches(sql) == touches
+
+
+def test_stale_client(project: Project) -> None:
+    project.apply(project.main, INIT)
+    schema = project.repo.schema_path(project.other)
+    client = project.other / "node_modules" / ".prisma" / "client" / "schema.prisma"
+    client.parent.mkdir(parents=True)
+    # Prisma's copy is reformatted: other spacing and comments still count as the same schema.
+    text = schema.read_text()
+    client.write_text("// generated\n" + text.replace("  ", "    "))
+    assert project.status()[0] == 0
+    schema.write_text(text + "\nmodel Post {\n  id Int @id\n}\n")
+    code, doc = project.status()
+    finding = _only(doc, "stale_client")
+    assert (code, finding["worktree"], finding["details"]["differs_in"]) == (1, str(project.other), ["Post"])
+    assert finding["fix"][0] == f"cd {project.other} && npx prisma generate"
+
+
+def test_stale_client_new_generator(project: Project) -> None:
+    project.apply(project.main, INIT)
+    schema = project.repo.schema_path(project.main)
+    text = schema.read_text().replace('provider = "prisma-client-js"', 'provider = "prisma-client"\n  output = "../generated"')
+    schema.write_text(text)
+    class_ts = project.main / "generated" / "internal" / "class.ts"
+    class_ts.parent.mkdir(parents=True)
+    old = text + "\nmodel Old {\n  id Int @id\n}\n"
+    class_ts.write_text('const config = {\n  "inlineSchema": ' + json.dumps(old) + ',\n  "x": 1\n}\n')
+    _, doc = project.status()
+    assert _only(doc, "stale_client")["details"]["differs_in"] == ["Old"]

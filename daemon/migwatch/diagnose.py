@@ -7,6 +7,7 @@ evidence the pipeline gathered for exactly the cases `analyse` found.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from migwatch.model import (
     Finding,
     History,
     HistoryRow,
-    LocalMigration,
     MigrationsFolder,
     PrismaSetup,
     Severity,
@@ -41,6 +41,8 @@ class WorktreeSnapshot:
     setup: PrismaSetup
     folder: MigrationsFolder | None = None
     schema_markers: tuple[tuple[Path, tuple[int, ...]], ...] = ()
+    schema_text: str = ""  # all schema files, concatenated
+    client_schema: tuple[Path, str] | None = None  # the generated Prisma Client's copy of the schema
 
     @property
     def worktree(self) -> Worktree:
@@ -86,6 +88,8 @@ class Evidence:
     restores: Mapping[tuple[Path, str], Restore] = field(default_factory=dict)
     tracked_sql: Mapping[tuple[Path, str], bool] = field(default_factory=dict)  # migration.sql at HEAD?
     empty_folders: frozenset[Path] = frozenset()
+    base_names: Mapping[str, frozenset[str]] = field(default_factory=dict)  # migrations dir → names on base
+    unmerged_sql: Mapping[Path, str] = field(default_factory=dict)  # migration folder → its SQL text
 
 
 # -------------------------------------------------------------------------------------------- analyse
@@ -229,6 +233,7 @@ class EvidenceRequest:
     origins: frozenset[tuple[str, str]]  # (migration name, migrations folder relative to the repo root)
     restores: frozenset[tuple[Path, str, str]]  # (worktree, migration, stored checksum)
     tracked_sql: frozenset[tuple[Path, str]]  # (worktree, migration) missing migration.sql
+    base_dirs: frozenset[str] = frozenset()  # migrations dirs (repo-relative) to list on the base branch
 
 
 def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict]) -> EvidenceRequest:
@@ -248,7 +253,28 @@ def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict
             restores.add((verdict.snapshot.worktree.path, name, stored or ""))
         for name in verdict.missing_sql:
             tracked.add((verdict.snapshot.worktree.path, name))
-    return EvidenceRequest(frozenset(committed), frozenset(origins), frozenset(restores), frozenset(tracked))
+    base_dirs = frozenset(
+        rel for s in project.worktrees if project.base_branch and (rel := _migrations_rel(s)) is not None
+    )
+    return EvidenceRequest(
+        frozenset(committed), frozenset(origins), frozenset(restores), frozenset(tracked), base_dirs
+    )
+
+
+def unmerged_migrations(project: ProjectSnapshot, evidence: Evidence) -> dict[Path, list[str]]:
+    """Per worktree, the migrations its folder has that the base branch does not (needs `base_names`)."""
+    out: dict[Path, list[str]] = {}
+    for snapshot in project.worktrees:
+        rel = _migrations_rel(snapshot)
+        if snapshot.folder is None or rel is None or rel not in evidence.base_names:
+            continue
+        if snapshot.worktree.branch == project.base_branch:
+            continue
+        base = evidence.base_names[rel]
+        out[snapshot.worktree.path] = [
+            m.name for m in snapshot.folder.migrations if m.name not in base and m.has_sql
+        ]
+    return out
 
 
 def _holders(project: ProjectSnapshot, name: str) -> list[WorktreeSnapshot]:
@@ -291,6 +317,9 @@ def findings(
         out.extend(_database_findings(ctx, group, history))
     for verdict in verdicts:
         out.extend(_worktree_findings(ctx, verdict))
+        out.extend(_behind_base(ctx, verdict))
+        out.extend(_stale_client(ctx, verdict))
+    out.extend(_schema_conflicts(ctx))
     out.sort(key=lambda f: (f.severity.rank, f.worktree or "", f.code, f.migration or ""))
     return out
 
@@ -881,4 +910,224 @@ def _missing_sql(ctx: _Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
         migration=name,
         message=f"{snapshot.worktree.label}: migration folder {name} has no migration.sql; {effect}",
         fix=fix,
+    )
+
+
+def _behind_base(ctx: _Ctx, verdict: WorktreeVerdict) -> list[Finding]:
+    snapshot = verdict.snapshot
+    base = ctx.project.base_branch
+    rel = _migrations_rel(snapshot)
+    if not base or snapshot.folder is None or rel is None or snapshot.worktree.branch == base:
+        return []
+    on_base = ctx.evidence.base_names.get(rel)
+    if not on_base:
+        return []
+    missing = sorted(on_base - snapshot.folder.names, key=collation_key)
+    if not missing:
+        return []
+    path = snapshot.worktree.path
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [
+        _finding(
+            ctx,
+            "behind_base",
+            Severity.INFO,
+            database=snapshot.setup.database.id if snapshot.setup.database else None,
+            worktree=path,
+            migration=None,
+            message=f"{snapshot.worktree.label}: {base} has {len(missing)} migration{'s' if len(missing) > 1 else ''} "
+            f"this branch lacks: {shown}",
+            fix=(
+                f"git -C {_q(path)} merge {_q(base)}",
+                f"why: merge (or rebase onto) {base} early, so migrations stay in one order",
+            ),
+            base_branch=base,
+            missing=missing,
+        )
+    ]
+
+
+# --- stale Prisma Client ---------------------------------------------------------------------------------
+
+_BLOCK = re.compile(r"^\s*(model|enum|type|view)\s+(\w+)\s*\{(.*?)^\s*\}", re.S | re.M)
+
+
+def datamodel_blocks(schema_text: str) -> list[str]:
+    """The schema's models, enums, types and views, comments and layout removed, sorted.
+
+    Generated clients keep a reformatted copy of the schema, so text is compared in this form.
+    """
+    without_comments = re.sub(r"//[^\n]*", "", schema_text)
+    blocks = []
+    for kind, name, body in _BLOCK.findall(without_comments):
+        fields = sorted(" ".join(line.split()) for line in body.splitlines() if line.strip())
+        blocks.append(f"{kind} {name} {{{'; '.join(fields)}}}")
+    return sorted(blocks)
+
+
+def _stale_client(ctx: _Ctx, verdict: WorktreeVerdict) -> list[Finding]:
+    snapshot = verdict.snapshot
+    if snapshot.client_schema is None or not snapshot.schema_text:
+        return []
+    client_path, client_text = snapshot.client_schema
+    ours, theirs = datamodel_blocks(snapshot.schema_text), datamodel_blocks(client_text)
+    if ours == theirs:
+        return []
+    changed = sorted(set(ours) ^ set(theirs))
+    names = sorted({block.split(" ", 2)[1] for block in changed})
+    setup = snapshot.setup
+    return [
+        _finding(
+            ctx,
+            "stale_client",
+            Severity.WARNING,
+            database=setup.database.id if setup.database else None,
+            worktree=snapshot.worktree.path,
+            migration=None,
+            message=f"{snapshot.worktree.label}: the generated Prisma Client ({client_path}) was built from another "
+            f"schema; it differs in {', '.join(names[:6])}",
+            fix=(
+                f"cd {_q(setup.package_dir)} && npx prisma generate",
+                "why: the client's types and queries must match this worktree's schema (stale after a checkout)",
+            ),
+            client=str(client_path),
+            differs_in=names,
+        )
+    ]
+
+
+# --- schema conflicts between unmerged migrations --------------------------------------------------------
+
+_STATEMENT_SPLIT = re.compile(r";\s*(?:\n|$)")
+_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[\w$]+)'
+_QUALIFIED = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
+_ALTER_TABLE = re.compile(
+    rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<table>{_QUALIFIED})\s+(?P<rest>.*)$",
+    re.I | re.S,
+)
+_DROP_TABLE = re.compile(
+    rf"^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<tables>{_QUALIFIED}(?:\s*,\s*{_QUALIFIED})*)", re.I
+)
+_ACTION = re.compile(
+    rf"(?:^|,)\s*(?P<verb>ADD|DROP|ALTER|RENAME)\s+(?:COLUMN\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<column>{_IDENT})",
+    re.I,
+)
+_NOT_COLUMNS = frozenset({"constraint", "primary", "foreign", "unique", "check", "index", "to", "exclude"})
+WHOLE_TABLE = "*"
+
+
+def _unquote(identifier: str) -> str:
+    identifier = identifier.strip()
+    if identifier[:1] in '"`[':
+        identifier = identifier[1:-1].replace('""', '"')
+    return identifier
+
+
+def _table_name(qualified: str) -> str:
+    return _unquote(re.split(r"\s*\.\s*(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", qualified)[-1])
+
+
+def sql_touches(sql_text: str) -> set[tuple[str, str]]:
+    """(table, column) pairs a migration alters, adds, drops or renames; (table, "*") for whole tables."""
+    touches: set[tuple[str, str]] = set()
+    text = re.sub(r"--[^\n]*", "", sql_text)
+    for statement in _STATEMENT_SPLIT.split(text):
+        drop = _DROP_TABLE.match(statement)
+        if drop:
+            for table in re.split(r"\s*,\s*", drop.group("tables")):
+                touches.add((_table_name(table), WHOLE_TABLE))
+            continue
+        alter = _ALTER_TABLE.match(statement)
+        if not alter:
+            continue
+        table = _table_name(alter.group("table"))
+        rest = alter.group("rest")
+        if re.match(r"RENAME\s+TO\b", rest, re.I):
+            # SQLite's table redefinition renames "new_X" to X: the whole of X is rewritten.
+            target = (
+                _unquote(rest.split(None, 2)[2].strip().rstrip(";"))
+                if len(rest.split(None, 2)) > 2
+                else table
+            )
+            touches.add((table.removeprefix("new_"), WHOLE_TABLE))
+            touches.add((target, WHOLE_TABLE))
+            continue
+        for action in _ACTION.finditer(rest):
+            column = _unquote(action.group("column"))
+            if column.lower() in _NOT_COLUMNS:
+                continue
+            touches.add((table, column))
+    return touches
+
+
+def _overlap(a: set[tuple[str, str]], b: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    shared = a & b
+    for table, column in a:
+        if (table, WHOLE_TABLE) in b or (column == WHOLE_TABLE and any(t == table for t, _ in b)):
+            shared.add((table, column))
+    return sorted(shared)
+
+
+def _schema_conflicts(ctx: _Ctx) -> list[Finding]:
+    if not ctx.evidence.base_names:
+        return []
+    unmerged = unmerged_migrations(ctx.project, ctx.evidence)
+    by_path = {s.worktree.path: s for s in ctx.project.worktrees}
+    touches: dict[tuple[Path, str], set[tuple[str, str]]] = {}
+    for path, names in unmerged.items():
+        folder_dir = by_path[path].setup.migrations_dir
+        for name in names:
+            text = ctx.evidence.unmerged_sql.get(folder_dir / name) if folder_dir else None
+            if text:
+                touches[(path, name)] = sql_touches(text)
+    local = {p: s.folder.names if s.folder else frozenset() for p, s in by_path.items()}
+    out: list[Finding] = []
+    paths = list(unmerged)
+    for i, first in enumerate(paths):
+        for second in paths[i + 1 :]:
+            for name_a in unmerged[first]:
+                for name_b in unmerged[second]:
+                    if name_a == name_b or name_a in local[second] or name_b in local[first]:
+                        continue
+                    shared = _overlap(
+                        touches.get((first, name_a), set()), touches.get((second, name_b), set())
+                    )
+                    if not shared:
+                        continue
+                    for here, mine, there, theirs in (
+                        (first, name_a, second, name_b),
+                        (second, name_b, first, name_a),
+                    ):
+                        out.append(_conflict(ctx, by_path[here], mine, by_path[there], theirs, shared))
+    return out
+
+
+def _conflict(
+    ctx: _Ctx,
+    here: WorktreeSnapshot,
+    mine: str,
+    there: WorktreeSnapshot,
+    theirs: str,
+    shared: Sequence[tuple[str, str]],
+) -> Finding:
+    what = ", ".join(f"{t}.{c}" if c != WHOLE_TABLE else f"table {t}" for t, c in shared[:5])
+    return _finding(
+        ctx,
+        "schema_conflict",
+        Severity.WARNING,
+        database=here.setup.database.id if here.setup.database else None,
+        worktree=here.worktree.path,
+        migration=mine,
+        message=(
+            f"{here.worktree.label}: {mine} and {theirs} in {there.worktree.label} both change {what}; "
+            "coordinate before either is merged"
+        ),
+        fix=(
+            f"git -C {_q(here.worktree.path)} diff {_q(ctx.project.base_branch or 'HEAD')}...{_q(there.worktree.branch or there.worktree.head or 'HEAD')} -- {_q(str(_migrations_rel(here) or '.'))}",
+            f"why: the second of these to be merged will fail or undo the first; agree who changes {what}",
+        ),
+        other_worktree=str(there.worktree.path),
+        other_branch=there.worktree.branch,
+        other_migration=theirs,
+        columns=[f"{t}.{c}" for t, c in shared],
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,15 +62,62 @@ def snapshot_worktree(
             else read_folder(setup.migrations_dir)
         )
     markers: list[tuple[Path, tuple[int, ...]]] = []
+    texts: list[tuple[Path, str]] = []
     if setup.schema_path is not None:
         for file in schema_files(setup.schema_path):
             try:
-                lines = conflict_lines(file.read_bytes())
+                raw = file.read_bytes()
             except OSError:
                 continue
+            texts.append((file, raw.decode("utf-8", "replace")))
+            lines = conflict_lines(raw)
             if lines:
                 markers.append((file, lines))
-    return diagnose.WorktreeSnapshot(setup=setup, folder=folder, schema_markers=tuple(markers))
+    return diagnose.WorktreeSnapshot(
+        setup=setup,
+        folder=folder,
+        schema_markers=tuple(markers),
+        schema_text="\n".join(text for _, text in texts),
+        client_schema=generated_client_schema(setup.package_dir, worktree.path, texts),
+    )
+
+
+_GENERATOR = re.compile(r"^\s*generator\s+\w+\s*\{(?P<body>.*?)^\s*\}", re.S | re.M)
+_SETTING = re.compile(r"""^\s*(?P<key>provider|output)\s*=\s*["'](?P<value>[^"']*)["']""", re.M)
+_INLINE_SCHEMA = re.compile(r'"?inlineSchema"?\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def generated_client_schema(
+    package_dir: Path, root: Path, schema_texts: Sequence[tuple[Path, str]]
+) -> tuple[Path, str] | None:
+    """The schema copy inside the generated Prisma Client, if the client was generated."""
+    for file, text in schema_texts:
+        for block in _GENERATOR.finditer(text):
+            settings = {m["key"]: m["value"] for m in _SETTING.finditer(block["body"])}
+            provider, output = settings.get("provider"), settings.get("output")
+            if provider == "prisma-client" and output:
+                class_file = (file.parent / output).resolve() / "internal" / "class.ts"
+                try:
+                    match = _INLINE_SCHEMA.search(class_file.read_text(encoding="utf-8", errors="replace"))
+                    return (class_file, json.loads(match.group(1))) if match else None
+                except (OSError, ValueError):
+                    return None
+            if provider == "prisma-client-js":
+                if output:
+                    candidates = [(file.parent / output).resolve() / "schema.prisma"]
+                else:
+                    candidates = [
+                        folder / "node_modules" / ".prisma" / "client" / "schema.prisma"
+                        for folder in [package_dir, *package_dir.parents]
+                        if folder == root or root in folder.parents
+                    ]
+                for candidate in candidates:
+                    try:
+                        return candidate, candidate.read_text(encoding="utf-8", errors="replace")
+                    except OSError:
+                        continue
+                return None
+    return None
 
 
 def snapshot_project(
@@ -141,13 +190,43 @@ def gather_evidence(
                 empty.add(folder)
         except OSError:
             pass
+    base_names, unmerged_sql = _base_evidence(project, request, env)
     return diagnose.Evidence(
         committed=committed,
         origins=origins,
         restores=restores,
         tracked_sql=tracked,
         empty_folders=frozenset(empty),
+        base_names=base_names,
+        unmerged_sql=unmerged_sql,
     )
+
+
+def _base_evidence(
+    project: diagnose.ProjectSnapshot, request: diagnose.EvidenceRequest, env: Mapping[str, str]
+) -> tuple[dict[str, frozenset[str]], dict[Path, str]]:
+    """Migration names on the base branch, and the SQL of every worktree's unmerged migrations."""
+    base_names: dict[str, frozenset[str]] = {}
+    unmerged_sql: dict[Path, str] = {}
+    if not project.base_branch or not request.base_dirs:
+        return base_names, unmerged_sql
+    for rel in request.base_dirs:
+        names = gitio.names_at(project.repo, project.base_branch, rel, env=env)
+        if names is not None:
+            base_names[rel] = names
+    by_path = {s.worktree.path: s for s in project.worktrees}
+    unmerged = diagnose.unmerged_migrations(project, diagnose.Evidence(base_names=base_names))
+    for path, names_list in unmerged.items():
+        folder_dir = by_path[path].setup.migrations_dir
+        for name in names_list:
+            if folder_dir is None:
+                continue
+            try:
+                text = (folder_dir / name / "migration.sql").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            unmerged_sql[folder_dir / name] = text
+    return base_names, unmerged_sql
 
 
 def _rel(directory: Path | None, root: Path) -> str:
