@@ -16,6 +16,7 @@ from typing import TextIO
 from migwatch import __version__
 from migwatch.config import Config, ConfigError, default_config_path, load_config
 from migwatch.dburl import redact
+from migwatch.initcmd import InitError
 from migwatch.logsetup import configure_stderr, internal_error_log
 from migwatch.pipeline import CheckOptions, run_status
 from migwatch.report import render_text, to_json
@@ -205,6 +206,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except ConfigError as exc:
         for line in exc.lines():
             err.write(f"{line}\n")
+        return EXIT_USAGE
+    except InitError as exc:
+        err.write(f"{redact(str(exc))}\n")
         return EXIT_USAGE
     except ServiceError as exc:
         err.write(f"migwatch: {redact(str(exc))}\n")

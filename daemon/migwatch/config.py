@@ -22,6 +22,8 @@ import jsonschema
 import platformdirs
 import yaml
 
+from migwatch.dburl import redact
+
 logger = logging.getLogger(__name__)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -38,7 +40,6 @@ _TOP_LEVEL = "(top level)"
 # `$$` is a literal `$`; `${NAME}` and `$NAME` are variables; any other `$` stays as it is.
 _VARIABLE_RE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 # `user:password@` in anything that looks like a URL or a libpq-style authority.
-_CREDENTIALS_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):[^@/?#\s]*@")
 
 YamlPath = tuple[str | int, ...]
 
@@ -94,11 +95,6 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     alert_codes: Mapping[str, bool] = field(default_factory=lambda: types.MappingProxyType({}))
     source: Path | None = None
-
-
-def redact(text: str) -> str:
-    """Replace the password of every URL in `text`: `postgresql://me:secret@h` → `postgresql://me:***@h`."""
-    return _CREDENTIALS_RE.sub(r"\1:***@", text)
 
 
 def parse_duration(text: str | int | float) -> float:

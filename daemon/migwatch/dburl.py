@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migwatch.model import DatabaseRef
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})(?P<user>[^:/?#@\s]*):(?P<pw>[^@/?#\s]*)@")
 
 
 class UrlError(ValueError):
@@ -75,6 +75,9 @@ def database_ref(provider: str, url: str, *, relative_to: Path) -> DatabaseRef:
     """The DatabaseRef of a datasource; SQLite `file:` paths are made absolute from `relative_to`."""
     provider = normalise_provider(provider)
     if provider == "sqlite":
+        if not re.match(r"^(file|sqlite):", url):
+            # Prisma accepts only file: URLs for SQLite; anything else is a mistake (and may hold a password).
+            raise UrlError(f"a sqlite datasource needs a file: URL, got {redact(url.split('?', 1)[0])!r}")
         return DatabaseRef(provider="sqlite", id=f"file:{sqlite_path(url, relative_to)}", url=url)
     if provider == "postgresql":
         if not re.match(r"^postgres(ql)?://", url):
