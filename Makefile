@@ -20,8 +20,8 @@ demo: venv
 	$(BIN)/migwatch demo
 
 lint: venv
-	$(BIN)/ruff check daemon tests bench
-	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/ruff check daemon tests bench tools
+	$(BIN)/ruff format --check daemon tests bench tools
 	$(BIN)/mypy
 
 test: venv

@@ -22,13 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.gitrepo import PrismaRepo, isolated_environ, seed_migrations  # noqa: E402
+from tests.support.notifyserver import NotificationServer  # noqa: E402
+from tests.support.prisma_rows import apply_like_prisma, create_history_table  # noqa: E402
+
 from migwatch.alerts import AlertPolicy, AlertState, update  # noqa: E402
 from migwatch.config import parse_config  # noqa: E402
 from migwatch.notify.desktop import DesktopNotifierThread  # noqa: E402
 from migwatch.pipeline import CheckOptions, run_status  # noqa: E402
-from tests.support.gitrepo import PrismaRepo, isolated_environ, seed_migrations  # noqa: E402
-from tests.support.notifyserver import NotificationServer  # noqa: E402
-from tests.support.prisma_rows import apply_like_prisma, create_history_table  # noqa: E402
 
 STORY_5_1 = "20251016231054_add_story_5_1_behavioral_pattern_models"
 
