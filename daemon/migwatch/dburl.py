@@ -9,7 +9,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migwatch.model import DatabaseRef
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})(?P<user>[^:/?#@\s]*):(?P<pw>[^@/?#\s]*)@")
+# The password runs to the last `@` of the authority: an unencoded `@` in it must not leak the rest.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})(?P<user>[^:/?#@\s]*):(?P<pw>[^/?#\s]*)@")
+_PASSWORD_PARAM = re.compile(r"(?i)(?P<key>[?&]password=)[^&#\s'\"]*")
 
 
 class UrlError(ValueError):
@@ -17,8 +19,9 @@ class UrlError(ValueError):
 
 
 def redact(text: str) -> str:
-    """Replace every `user:password@` in text by `user:***@`."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    """Replace every `user:password@` (and `?password=…`) in text by `user:***@`."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _PASSWORD_PARAM.sub(lambda m: f"{m['key']}***", text)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def sqlite_path(url: str, relative_to: Path) -> Path:
     if not body:
         raise UrlError(f"SQLite URL {url!r} names no file")
     path = Path(unquote(body))
-    return path if path.is_absolute() else (relative_to / path).resolve()
+    # Resolved either way, so that two spellings of one file (`..`, symlinks) group together.
+    return (relative_to / path).resolve()
 
 
 def group_key(ref: DatabaseRef) -> str:

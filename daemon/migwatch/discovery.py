@@ -22,6 +22,7 @@ CONFIG_EXTENSIONS = ("ts", "mts", "cts", "js", "mjs", "cjs")
 NEWEST_RULES: PrismaVersion = (7, 10, 0)
 SKIP_DIRS = frozenset({"node_modules", ".git", ".next", "dist", "build", ".turbo", ".cache", "coverage"})
 MAX_DEPTH = 6
+FROM_CONFIG_FILE = "config file sets datasource.url"
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def detect_version(
                 log.debug("cannot read prisma range %r in %s; using the newest rules", deps["prisma"], folder)
                 return NEWEST_RULES, f"unreadable range {deps['prisma']!r}"
     if config is not None and config.has_datasource_url:
-        return (7, 0, 0), "config file sets datasource.url"
+        return (7, 0, 0), FROM_CONFIG_FILE
     return (6, 0, 0), "default"
 
 
@@ -205,14 +206,17 @@ class _Locate:
     notes: list[str] = field(default_factory=list)
 
 
-def _locate(root: Path, configured_schema: str | None) -> _Locate:
-    """Package folder, schema and config file of a worktree, in SPEC §4's order."""
+def _locate(root: Path, configured_schema: str | None, version: PrismaVersion | None) -> _Locate:
+    """Package folder, schema and config file of a worktree, in SPEC §4's order.
+
+    `version` picks the config file names (None: the newest rules, prisma7.config.* first).
+    """
     if configured_schema:
         chosen = (root / configured_schema).resolve()
         package_dir = _package_dir_of(chosen, root)
-        config_path = find_config_file(package_dir, None)
+        config_path = find_config_file(package_dir, version)
         return _Locate(package_dir, chosen, read_config_file(config_path) if config_path else None)
-    config_path = find_config_file(root, None)
+    config_path = find_config_file(root, version)
     package_dir = root
     if config_path is None:
         root_manifest = _read_json(root / "package.json") or {}
@@ -225,10 +229,10 @@ def _locate(root: Path, configured_schema: str | None) -> _Locate:
         config_dirs, schemas = _walk_candidates(root)
         if len(config_dirs) == 1:
             package_dir = config_dirs[0]
-            config_path = find_config_file(package_dir, None)
+            config_path = find_config_file(package_dir, version)
         elif len(schemas) == 1:
             package_dir = _package_dir_of(schemas[0], root)
-            config_path = find_config_file(package_dir, None)
+            config_path = find_config_file(package_dir, version)
             if config_path is None:
                 manifest = _read_json(package_dir / "package.json") or {}
                 prisma_key = manifest.get("prisma")
@@ -308,13 +312,42 @@ def read_datasource(schema: Path) -> Datasource | None:
 
 
 def _dotenv(path: Path) -> dict[str, str]:
+    """A .env file's values as written (npm dotenv, which `dotenv/config` is, expands nothing)."""
     if not path.is_file():
         return {}
     try:
-        return {k: v for k, v in dotenv_values(path, interpolate=True).items() if v is not None}
+        return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("cannot read %s: %s", path, exc)
         return {}
+
+
+_REFERENCE = re.compile(r"(.?)\$\{([a-zA-Z0-9_]+)?\}")
+
+
+def _expand(value: str, scope: Mapping[str, str], depth: int = 0) -> str:
+    """Prisma 6's dotenvExpand: `${VAR}` from the environment as loaded so far, `\\${VAR}` kept literally."""
+    if depth > 20:  # a cycle (A=${A}); Prisma itself would recurse until the stack overflows
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        prefix, name = match.group(1), match.group(2) or ""
+        if prefix == "\\":
+            return match.group(0)[1:]
+        return prefix + _expand(scope.get(name, ""), scope, depth + 1)
+
+    return _REFERENCE.sub(substitute, value)
+
+
+def _load_prisma6(path: Path, merged: dict[str, str]) -> bool:
+    """Load one .env into `merged` as Prisma 6 does: set variables win, then `${VAR}` is expanded."""
+    values = _dotenv(path)
+    fresh = [key for key in values if key not in merged]
+    for key in fresh:
+        merged[key] = values[key]
+    for key in fresh:
+        merged[key] = _expand(merged[key], merged)
+    return bool(values)
 
 
 def prisma6_env(
@@ -330,20 +363,15 @@ def prisma6_env(
             break
     if root_env is None:
         root_env = package_dir / ".env"
-    first = _dotenv(root_env)
-    if first:
+    if _load_prisma6(root_env, merged):
         loaded.append(root_env)
     second_path: Path | None = None
     for candidate in (schema_dir / ".env", package_dir / "prisma" / ".env", package_dir / ".env"):
         if candidate.is_file():
             second_path = candidate
             break
-    second = _dotenv(second_path) if second_path and second_path != root_env else {}
-    if second and second_path:
+    if second_path and second_path != root_env and _load_prisma6(second_path, merged):
         loaded.append(second_path)
-    for values in (first, second):
-        for key, value in values.items():
-            merged.setdefault(key, value)
     return merged, loaded
 
 
@@ -356,15 +384,16 @@ def discover_worktree(
 ) -> PrismaSetup:
     """How this worktree's own Prisma version finds its schema, migrations and database."""
     root = worktree.path
-    located = _locate(root, configured_schema)
+    located = _locate(root, configured_schema, None)
     version, how = detect_version(located.package_dir, root, located.config)
+    # The first pass looked for prisma7.config.* too, which only Prisma >= 7.10 reads: look again with
+    # the version's own file names (unless the version was only guessed from that very file).
+    if how != FROM_CONFIG_FILE:
+        current = located.config.path if located.config else None
+        if find_config_file(located.package_dir, version) != current:
+            located = _locate(root, configured_schema, version)
     notes = list(located.notes)
     config = located.config
-    if config is not None and version >= (7, 10, 0):
-        # From 7.10 Prisma prefers prisma7.config.*; re-resolve with the known version.
-        preferred = find_config_file(config.path.parent, version)
-        if preferred and preferred != config.path:
-            config = read_config_file(preferred)
     base = PrismaSetup(
         worktree=worktree,
         prisma_version=version,

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from migwatch.dburl import UrlError, parse_postgres, redact, sqlite_path
+from migwatch.dburl import UrlError, parse_postgres, redact
 from migwatch.model import DatabaseRef, History, HistoryRow
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,10 @@ def migration_running(conn: psycopg.Connection[Any]) -> bool:
 
 def fingerprint_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> str:
     """A cheap value that changes whenever any history row changes (or the table appears)."""
+    # The whole row as text: every column counts (logs too: Prisma writes them after the row), and NULL
+    # stays distinct from a value, which concat_ws would drop.
     query = sql.SQL(
-        "SELECT count(*), md5(coalesce(string_agg(concat_ws('|', id, checksum, finished_at, migration_name, "
-        "rolled_back_at, started_at, applied_steps_count), ',' ORDER BY id), '')) FROM {}.{}"
+        "SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {}.{} AS t"
     ).format(sql.Identifier(ref.schema), sql.Identifier(TABLE))
     try:
         with conn.cursor() as cur:
@@ -137,8 +138,17 @@ def _qualified(schema: str) -> str:
 
 
 def sqlite_file(ref: DatabaseRef) -> Path:
-    """The database file of a SQLite DatabaseRef (its id is `file:/abs/path`)."""
-    return sqlite_path(ref.id, Path("/"))
+    """The database file of a SQLite DatabaseRef (its id is `file:/abs/path`, already decoded)."""
+    # Not parsed as a URL again: a decoded path may hold `?` or `%` (a folder named `a%20b`).
+    return Path(ref.id.removeprefix("file:"))
+
+
+def connect_sqlite(path: Path) -> sqlite3.Connection:
+    """Open an existing SQLite file read-only (`mode=ro`: never creates or writes it)."""
+    try:
+        return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open {path}: {exc}") from None
 
 
 def read_sqlite(ref: DatabaseRef) -> History:
@@ -146,17 +156,14 @@ def read_sqlite(ref: DatabaseRef) -> History:
     path = sqlite_file(ref)
     if not path.exists():
         return History(database=ref, reachable=True, has_table=False, error=f"{path} does not exist yet")
-    try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2.0)
-    except sqlite3.Error as exc:
-        raise HistoryError(f"cannot open {path}: {exc}") from None
+    conn = connect_sqlite(path)
     try:
         has_table = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
         ).fetchone()
         if not has_table:
             return History(database=ref, reachable=True, has_table=False)
-        cursor = conn.execute(f"SELECT {COLUMNS} FROM {TABLE} ORDER BY started_at")  # noqa: S608
+        cursor = conn.execute(f"SELECT {COLUMNS} FROM {TABLE} ORDER BY started_at")
         rows = tuple(_row(values) for values in cursor.fetchall())
     except sqlite3.DatabaseError as exc:
         raise HistoryError(f"cannot read {TABLE} in {path}: {exc}") from None
@@ -166,7 +173,7 @@ def read_sqlite(ref: DatabaseRef) -> History:
 
 
 def fingerprint_sqlite(ref: DatabaseRef) -> str:
-    """File identity and size: any write to the database changes it (WAL included)."""
+    """File identity, size, mtime and SQLite's file change counter: any committed write changes it."""
     path = sqlite_file(ref)
     parts: list[str] = []
     for candidate in (path, Path(f"{path}-wal")):
@@ -178,6 +185,14 @@ def fingerprint_sqlite(ref: DatabaseRef) -> str:
         except OSError as exc:
             raise HistoryError(f"cannot stat {candidate}: {exc.strerror}") from None
         parts.append(f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}")
+    # An UPDATE keeps the file size, and coarse file clocks (Linux < 6.13: a few ms) can give two quick
+    # commits the same mtime; the header's change counter (offset 24) is bumped by every commit.
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(28)
+    except OSError:
+        header = b""
+    parts.append(str(int.from_bytes(header[24:28], "big")) if len(header) == 28 else "-")
     return "|".join(parts)
 
 

@@ -15,7 +15,9 @@ LOG_NAME = "migwatch.log"
 
 
 class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
+    @staticmethod
+    def converter(timestamp: float | None = None) -> time.struct_time:
+        return time.gmtime(timestamp)
 
 
 def default_log_dir() -> Path:

@@ -1,0 +1,119 @@
+"""Connection URLs: identity without the password, grouping of worktrees per database, redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from migwatch.dburl import UrlError, database_ref, group_key, parse_postgres, redact
+
+
+def pg(url: str) -> str:
+    return group_key(database_ref("postgresql", url, relative_to=Path("/")))
+
+
+def test_id_has_no_password() -> None:
+    ref = database_ref(
+        "postgresql", "postgresql://kyin:s3cret@localhost:5432/americano?schema=public", relative_to=Path("/")
+    )
+    assert ref.id == "postgresql://kyin@localhost:5432/americano?schema=public"
+    assert ref.url == "postgresql://kyin:s3cret@localhost:5432/americano?schema=public"
+    assert "s3cret" not in repr(ref)
+    assert ref.schema == "public"
+
+
+def test_id_defaults_port_and_schema_and_accepts_postgres_scheme() -> None:
+    ref = database_ref("postgres", "postgres://kyin:pw@db.internal/americano", relative_to=Path("/"))
+    assert ref.provider == "postgresql"
+    assert ref.id == "postgresql://kyin@db.internal:5432/americano?schema=public"
+
+
+def test_encoded_password_and_user() -> None:
+    target = parse_postgres(
+        "postgresql://k%40yin:p%40ss%2Fw%3Ard@localhost:5433/my%20db?schema=app&sslmode=require"
+    )
+    assert (target.user, target.password, target.dbname, target.port, target.schema) == (
+        "k@yin",
+        "p@ss/w:rd",
+        "my db",
+        5433,
+        "app",
+    )
+    assert target.params == (("sslmode", "require"),)
+    ref = database_ref("postgresql", "postgresql://kyin:p%40ss@localhost/db", relative_to=Path("/"))
+    assert "p%40ss" not in ref.id and "p@ss" not in ref.id
+
+
+def test_urls_differing_only_in_credentials_and_params_group_together() -> None:
+    same = {
+        pg("postgresql://kyin:s3cret@localhost:5432/americano?schema=public"),
+        pg("postgresql://other:different@localhost:5432/americano"),
+        pg("postgresql://kyin@LOCALHOST/americano?schema=public&connection_limit=5&sslmode=disable"),
+        pg("postgres://localhost:5432/americano?pool_timeout=10"),
+    }
+    assert same == {"postgresql://localhost:5432/americano?schema=public"}
+
+
+def test_different_schema_host_port_or_database_do_not_group() -> None:
+    keys = [
+        pg("postgresql://kyin@localhost:5432/americano?schema=public"),
+        pg("postgresql://kyin@localhost:5432/americano?schema=epic3"),
+        pg("postgresql://kyin@localhost:5433/americano"),
+        pg("postgresql://kyin@127.0.0.1:5432/americano"),
+        pg("postgresql://kyin@localhost:5432/americano_test"),
+    ]
+    assert len(set(keys)) == len(keys)
+
+
+def test_sqlite_group_is_the_absolute_file(tmp_path: Path) -> None:
+    a = database_ref("sqlite", "file:./dev.db", relative_to=tmp_path / "prisma")
+    b = database_ref("sqlite", f"file:{tmp_path}/prisma/../prisma/dev.db", relative_to=tmp_path)
+    c = database_ref("sqlite", "file:dev.db?connection_limit=1", relative_to=tmp_path / "prisma")
+    assert a.id == f"file:{tmp_path / 'prisma' / 'dev.db'}"
+    assert group_key(a) == group_key(b) == group_key(c) == a.id
+    other = database_ref("sqlite", "file:./dev.db", relative_to=tmp_path / "other")
+    assert group_key(other) != group_key(a)
+
+
+def test_sqlite_needs_a_file_url() -> None:
+    with pytest.raises(UrlError) as raised:
+        database_ref("sqlite", "postgresql://kyin:s3cret@localhost/db", relative_to=Path("/"))
+    assert "s3cret" not in str(raised.value)
+
+
+def test_postgresql_needs_a_postgresql_url() -> None:
+    with pytest.raises(UrlError) as raised:
+        database_ref("postgresql", "mysql://kyin:s3cret@localhost/db", relative_to=Path("/"))
+    assert (
+        str(raised.value)
+        == "a postgresql datasource needs a postgresql:// URL, got 'mysql://kyin:***@localhost/db'"
+    )
+
+
+def test_malformed_port_message_has_no_password() -> None:
+    with pytest.raises(UrlError) as raised:
+        parse_postgres("postgresql://kyin:s3cret@localhost:notaport/db")
+    assert "s3cret" not in str(raised.value)
+    assert str(raised.value).startswith(
+        "malformed PostgreSQL URL 'postgresql://kyin:***@localhost:notaport/db'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://kyin:s3cret@localhost:5432/db", "postgresql://kyin:***@localhost:5432/db"),
+        ("postgresql://kyin@localhost/db", "postgresql://kyin@localhost/db"),
+        ("see postgres://:pw@h/db and mysql://u:p@x", "see postgres://:***@h/db and mysql://u:***@x"),
+        # An unencoded `@` in the password must not leak its tail.
+        ("postgresql://kyin:p@ss@localhost/db", "postgresql://kyin:***@localhost/db"),
+        (
+            "'postgresql://kyin@localhost/db?password=s3cret&schema=x'",
+            "'postgresql://kyin@localhost/db?password=***&schema=x'",
+        ),
+        ("no url here", "no url here"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
