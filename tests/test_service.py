@@ -9,7 +9,6 @@ Verify exits 0 on unknown keys but prints a warning, hence the check that stderr
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import plistlib
@@ -37,11 +36,6 @@ MIGWATCH_SCRIPT = Path(sys.executable).parent / "migwatch"
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 SERVICE_PATH_ENV = "/usr/bin:/usr/local/bin:/bin"  # the folder of /usr/bin/git first, then the defaults
 UID = 1000
-
-
-def daemon_available() -> bool:
-    """`migwatch run` exists once the daemon module has landed."""
-    return importlib.util.find_spec("migwatch.daemon") is not None
 
 
 def make_context(
@@ -572,7 +566,6 @@ def service_test_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.skipif(not daemon_available(), reason="needs the daemon (migwatch.daemon), not built yet")
 def test_execstart_reaches_ready(tmp_path: Path) -> None:
     env = service_test_env(tmp_path)
     ctx = make_context(tmp_path, config_path=make_daemon_config(tmp_path, env))
@@ -587,7 +580,6 @@ def test_execstart_reaches_ready(tmp_path: Path) -> None:
     run_until_ready(argv, env, tmp_path)
 
 
-@pytest.mark.skipif(not daemon_available(), reason="needs the daemon (migwatch.daemon), not built yet")
 def test_plist_program_arguments_reach_ready(tmp_path: Path) -> None:
     # launchd has no NOTIFY_SOCKET; the socket is only how this test sees that the daemon is up.
     env = service_test_env(tmp_path)

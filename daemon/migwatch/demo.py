@@ -312,12 +312,22 @@ def run_demo(*, out: TextIO, postgres_url: str | None = None) -> int:
         recorder.wait_for(lambda a: a.finding.code == "checksum_mismatch" and a.kind == "resolved")
         daemon.wait_idle(WAIT_SECONDS)
 
+        say.step(
+            f"{EPIC3[0]} and the main checkout run the fix their alerts gave: git merge {EPIC5[1]}.",
+        )
+        for worktree in (epic3, repo.main):
+            repo.git(worktree, "merge", "-q", "--no-edit", EPIC5[1])
+        waiting = {str(epic3), str(repo.main)}
+        while waiting:
+            alert = recorder.wait_for(lambda a: a.kind == "resolved" and a.finding.worktree in waiting)
+            waiting.discard(alert.finding.worktree or "")
+        daemon.wait_idle(WAIT_SECONDS)
+
         say.step("Final `migwatch status`:")
         report = run_status(_config(repo), CheckOptions(env=env))
         out.write(render_text(report, colour=_tty(out)))
         say.step(
-            f"To fix {EPIC3[0]} and the main checkout, run the `git merge` each alert gave.",
-            "This was a temporary copy; everything is removed now. Try it on your repository: migwatch init",
+            "This was a temporary copy; everything is removed now. Try it on your repository: migwatch init"
         )
         return 0
     except (DemoError, gitio.GitError, OSError, sqlite3.Error) as exc:
