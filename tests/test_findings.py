@@ -310,7 +310,9 @@ def test_database_unreachable(
 
 
 def _with_base(project: Project) -> None:
-    project.config.write_text(f"projects:\n  - repo: {project.main}\n    base_branch: main\n", encoding="utf-8")
+    project.config.write_text(
+        f"projects:\n  - repo: {project.main}\n    base_branch: main\n", encoding="utf-8"
+    )
 
 
 def test_behind_base(project: Project) -> None:
@@ -322,7 +324,9 @@ def test_behind_base(project: Project) -> None:
     _, doc = project.status()
     finding = _only(doc, "behind_base")
     assert (finding["severity"], finding["worktree"]) == ("info", str(project.other))
-    assert finding["message"] == f"shop-other (feature/other): main has 1 migration this branch lacks: {SECOND}"
+    assert (
+        finding["message"] == f"shop-other (feature/other): main has 1 migration this branch lacks: {SECOND}"
+    )
     assert finding["fix"][0] == f"git -C {project.other} merge main"
 
 
@@ -340,12 +344,16 @@ def test_schema_conflict_same_column(project: Project) -> None:
         'ALTER TABLE "User" ALTER COLUMN "email" SET NOT NULL,\nADD COLUMN "age" INTEGER;\n',
     )
     _, doc = project.status()
-    conflicts = sorted((f["worktree"], f["migration"]) for f in doc["findings"] if f["code"] == "schema_conflict")
+    conflicts = sorted(
+        (f["worktree"], f["migration"]) for f in doc["findings"] if f["code"] == "schema_conflict"
+    )
     assert conflicts == [
         (str(project.other), "20250110000000_rename_email"),
         (str(third), "20250111000000_email_not_null"),
     ]
-    finding = next(f for f in doc["findings"] if f["code"] == "schema_conflict" and f["worktree"] == str(third))
+    finding = next(
+        f for f in doc["findings"] if f["code"] == "schema_conflict" and f["worktree"] == str(third)
+    )
     assert finding["details"]["columns"] == ["User.email"]
     assert finding["details"]["other_branch"] == "feature/other"
     assert "coordinate before either is merged" in finding["message"]
@@ -355,7 +363,9 @@ def test_no_schema_conflict_for_other_columns(project: Project) -> None:
     _with_base(project)
     project.apply(project.main, INIT)
     third = project.repo.add_worktree("shop-third", "feature/third")
-    project.repo.write_migration(project.other, "20250110000000_a", 'ALTER TABLE "User" ADD COLUMN "a" TEXT;\n')
+    project.repo.write_migration(
+        project.other, "20250110000000_a", 'ALTER TABLE "User" ADD COLUMN "a" TEXT;\n'
+    )
     project.repo.write_migration(third, "20250111000000_b", 'ALTER TABLE "User" ADD COLUMN "b" TEXT;\n')
     _, doc = project.status()
     assert not [f for f in doc["findings"] if f["code"] == "schema_conflict"]
@@ -364,14 +374,20 @@ def test_no_schema_conflict_for_other_columns(project: Project) -> None:
 @pytest.mark.parametrize(
     ("sql", "touches"),
     [
-        ('ALTER TABLE "User" ADD COLUMN "name" TEXT,\nADD COLUMN "x" INTEGER;', {("User", "name"), ("User", "x")}),
+        (
+            'ALTER TABLE "User" ADD COLUMN "name" TEXT,\nADD COLUMN "x" INTEGER;',
+            {("User", "name"), ("User", "x")},
+        ),
         ('ALTER TABLE "public"."User" DROP COLUMN "email";', {("User", "email")}),
         ('ALTER TABLE "Post" ALTER COLUMN "title" SET NOT NULL;', {("Post", "title")}),
         ('ALTER TABLE "A" RENAME COLUMN "a" TO "b";', {("A", "a")}),
         ('ALTER TABLE "A" ADD CONSTRAINT "A_fk" FOREIGN KEY ("b") REFERENCES "B"("id");', set()),
         ('DROP TABLE "Old";', {("Old", "*")}),
         ('-- ALTER TABLE "X" DROP COLUMN "y";\nCREATE INDEX "i" ON "X"("y");', set()),
-        ('PRAGMA foreign_keys=OFF;\nDROP TABLE "User";\nALTER TABLE "new_User" RENAME TO "User";', {("User", "*")}),
+        (
+            'PRAGMA foreign_keys=OFF;\nDROP TABLE "User";\nALTER TABLE "new_User" RENAME TO "User";',
+            {("User", "*")},
+        ),
     ],
 )
 def test_sql_touches(sql: str, touches: set[tuple[str, str]]) -> None:
@@ -399,7 +415,9 @@ def test_stale_client(project: Project) -> None:
 def test_stale_client_new_generator(project: Project) -> None:
     project.apply(project.main, INIT)
     schema = project.repo.schema_path(project.main)
-    text = schema.read_text().replace('provider = "prisma-client-js"', 'provider = "prisma-client"\n  output = "../generated"')
+    text = schema.read_text().replace(
+        'provider = "prisma-client-js"', 'provider = "prisma-client"\n  output = "../generated"'
+    )
     schema.write_text(text)
     class_ts = project.main / "generated" / "internal" / "class.ts"
     class_ts.parent.mkdir(parents=True)
