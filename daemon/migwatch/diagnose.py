@@ -763,8 +763,8 @@ def _pending(ctx: _Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
     ]
     fix = [_deploy(snapshot.setup)]
     if verdict.behind:
-        fix.insert(
-            0, f"# first get the migrations this worktree is behind on (see behind_database for {path.name})"
+        fix.append(
+            f"# before that, bring in the migrations {path.name} is behind on (its behind_database alerts)"
         )
     if others:
         fix.append(
