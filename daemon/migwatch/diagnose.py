@@ -19,6 +19,7 @@ from migwatch.dburl import group_key
 from migwatch.migrations import collation_key
 from migwatch.model import (
     Finding,
+    GitOrigin,
     History,
     HistoryRow,
     MigrationsFolder,
@@ -67,16 +68,6 @@ class Restore:
 
     rev: str | None = None  # a commit whose migration.sql matches the database
     changed_by: str | None = None  # "an uncommitted change in this worktree" / "<sha> <subject> (…)"
-
-
-@dataclass(frozen=True)
-class GitOrigin:
-    """Where git has a migration that no worktree has."""
-
-    commit: str
-    subject: str
-    date: str
-    branches: tuple[str, ...]
 
 
 @dataclass(frozen=True)

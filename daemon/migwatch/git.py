@@ -6,10 +6,9 @@ import logging
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from migwatch.model import Worktree
+from migwatch.model import GitOrigin, Worktree
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +109,7 @@ def names_at(
     return frozenset(name for name in out.split("\0") if name)
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a migration folder can be found in git when no worktree has it."""
-
-    commit: str
-    subject: str
-    date: str
-    branches: tuple[str, ...]
-
-
-def find_origin(repo: Path, relpath: str, env: Mapping[str, str] | None = None) -> Origin | None:
+def find_origin(repo: Path, relpath: str, env: Mapping[str, str] | None = None) -> GitOrigin | None:
     """The newest commit (any ref) that has `relpath`, with the branches that contain it."""
     out = run_git(repo, "log", "--all", "-1", "--format=%H%x00%s%x00%cs", "--", relpath, env=env).strip()
     if not out:
@@ -130,7 +119,7 @@ def find_origin(repo: Path, relpath: str, env: Mapping[str, str] | None = None) 
         repo, "branch", "-a", "--contains", commit, "--format=%(refname:short)", env=env, check=False
     )
     branches = tuple(b.strip() for b in branches_out.splitlines() if b.strip() and "HEAD" not in b)
-    return Origin(commit=commit, subject=subject, date=date, branches=branches)
+    return GitOrigin(commit=commit, subject=subject, date=date, branches=branches)
 
 
 def file_revisions(

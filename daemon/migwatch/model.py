@@ -139,6 +139,16 @@ class PrismaSetup:
 
 
 @dataclass(frozen=True)
+class GitOrigin:
+    """Where git has a migration folder that no worktree has: its newest commit and the branches with it."""
+
+    commit: str
+    subject: str
+    date: str
+    branches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Finding:
     """One problem (or remark) found by a check; SPEC §6."""
 

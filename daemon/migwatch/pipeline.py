@@ -21,7 +21,7 @@ from migwatch.dburl import group_key
 from migwatch.discovery import discover_worktree, is_ignored, schema_files
 from migwatch.history import read_history
 from migwatch.migrations import ChecksumCache, conflict_lines, read_folder
-from migwatch.model import DatabaseRef, Finding, History, Severity, Worktree
+from migwatch.model import DatabaseRef, Finding, GitOrigin, History, Severity, Worktree
 from migwatch.report import DatabaseSummary, ProjectReport, StatusReport, WorktreeSummary
 
 log = logging.getLogger(__name__)
@@ -158,18 +158,14 @@ def gather_evidence(
         rel = _rel(snapshot.setup.migrations_dir, path)
         names = gitio.names_at(path, "HEAD", rel, env=env) if rel else None
         committed[path] = names or frozenset()
-    origins: dict[str, diagnose.GitOrigin | None] = {}
+    origins: dict[str, GitOrigin | None] = {}
     for name, rel in request.origins:
         try:
             origin = gitio.find_origin(project.repo, f"{rel}/{name}" if rel else name, env=env)
         except gitio.GitError as exc:
             log.debug("cannot search git for %s: %s", name, exc)
             origin = None
-        origins[name] = (
-            diagnose.GitOrigin(origin.commit, origin.subject, origin.date, origin.branches)
-            if origin
-            else None
-        )
+        origins[name] = origin
     restores: dict[tuple[Path, str], diagnose.Restore] = {}
     for path, name, stored in request.restores:
         snapshot = next(s for s in project.worktrees if s.worktree.path == path)
