@@ -37,10 +37,10 @@ from migwatch import __version__, alerts, alertstore
 from migwatch import git as gitio
 from migwatch.config import Config, ConfigError, load_config
 from migwatch.diagnose import ProjectSnapshot, group_of
-from migwatch.logsetup import add_file_log, configure_stderr, default_log_file, default_state_dir
+from migwatch.logsetup import add_file_log, configure_stderr, default_log_file, default_state_dir, quote_value
 from migwatch.migrations import ChecksumCache
 from migwatch.model import Finding, Severity
-from migwatch.notify.base import Notifier, quote_value
+from migwatch.notify.base import Notifier
 from migwatch.notify.dispatch import Dispatcher, build_notifiers
 from migwatch.pipeline import WORKERS, CheckOptions, diagnose_project, snapshot_project
 from migwatch.scheduler import FAILURES_TO_REPORT, DatabaseView, Poller

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from migwatch.checksum import checksum_matches
 from migwatch.dburl import group_key
-from migwatch.migrations import collation_key
 from migwatch.model import (
     Finding,
     GitOrigin,
@@ -27,6 +26,7 @@ from migwatch.model import (
     Severity,
     Worktree,
 )
+from migwatch.ordering import collation_key
 
 SUPPORTED_PROVIDERS = frozenset({"postgresql", "sqlite"})
 LOG_HEAD_LINES = 3

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -64,3 +66,21 @@ def add_file_log(path: Path, level: str, *, max_bytes: int = 5_000_000, backups:
     root.addHandler(handler)
     root.setLevel(min(root.level or logging.WARNING, handler.level))
     return handler
+
+
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+
+
+def quote_value(value: Any) -> str:
+    """A `key=value` log value: as is, or double-quoted (quotes escaped) when it holds spaces or quotes."""
+    text = str(value)
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    escaped = (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'

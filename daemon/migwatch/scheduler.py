@@ -35,8 +35,8 @@ from migwatch.history import (
     read_postgres,
     read_sqlite,
 )
+from migwatch.logsetup import quote_value
 from migwatch.model import DatabaseRef, History
-from migwatch.notify.base import quote_value
 
 log = logging.getLogger(__name__)
 

@@ -463,7 +463,7 @@ def _within(path: Path, root: Path) -> bool:
 
 
 def _quote(text: str) -> str:
-    from migwatch.notify.base import quote_value
+    from migwatch.logsetup import quote_value
 
     return quote_value(text)
 

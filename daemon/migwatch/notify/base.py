@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from migwatch.alerts import Alert
+from migwatch.logsetup import quote_value
+
+__all__ = ["NOTIFIERS", "Notifier", "NotifierError", "quote_value", "register"]
 
 
 class NotifierError(Exception):
@@ -48,24 +50,6 @@ def register(name: str) -> Callable[[_F], _F]:
         return factory
 
     return decorate
-
-
-_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
-
-
-def quote_value(value: Any) -> str:
-    """A `key=value` log value: as is, or double-quoted (quotes escaped) when it holds spaces or quotes."""
-    text = str(value)
-    if text and not _NEEDS_QUOTES.search(text):
-        return text
-    escaped = (
-        text.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
-    return f'"{escaped}"'
 
 
 def one_line(exc: BaseException) -> str:
