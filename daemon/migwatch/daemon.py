@@ -117,7 +117,6 @@ class _ProjectState:
     groups: set[str] = field(default_factory=set)  # databases it uses (poller group keys)
     worktree_groups: dict[str, str] = field(default_factory=dict)  # worktree path → group
     findings: dict[FindingKey, Finding] = field(default_factory=dict)  # last check's, for the log
-    watched: bool = False  # watches were built once (later gains are re-checked)
     checked: bool = False
 
 
@@ -446,12 +445,10 @@ class Daemon:
             project_key: CheckKey = (name, None)
             pairs += [(t, common) for t in repository_targets(project_key, common)]
         gained = self.watcher.update(name, pairs)
-        state = self._projects[name]
-        if state.watched:
-            # A folder that (re)appeared may have changed before its watch existed: look once more.
-            for key in gained:
-                self.worker.push(key)
-        state.watched = True
+        # A file may have changed between this check reading it and its watch starting (at start-up, or
+        # when a folder reappears): look once more at every worktree whose watch is new.
+        for key in gained:
+            self.worker.push(key)
 
     def _common_dir(self, name: str, repo: Path) -> Path | None:
         if name not in self._common_dirs:

@@ -674,7 +674,9 @@ def _behind(ctx: _Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
     if row is not None and row.failed:
         state = " (its row is failed)"
     elif row is not None and row.rolled_back:
-        state = " (its row is rolled back, which this worktree's Prisma still counts)"
+        state = (
+            " (its row is rolled back — its changes were undone — but this worktree's Prisma still counts it)"
+        )
     fix: list[str] = []
     origin_text: str
     committed_holder = next(
@@ -720,8 +722,13 @@ def _behind(ctx: _Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
                 "(an abandoned experiment?)"
             )
             fix.append(
-                f"# ask who applied it{when}; if it was abandoned, undo its changes in the database by hand, then delete "
-                f"its row: DELETE FROM _prisma_migrations WHERE migration_name = '{name}';"
+                f"# ask who applied it{when}; if it was abandoned, "
+                + (
+                    ""
+                    if row is not None and row.rolled_back
+                    else "undo its changes in the database by hand, then "
+                )
+                + f"delete its row: DELETE FROM _prisma_migrations WHERE migration_name = '{name}';"
             )
     fix.append(_dev_warning(ctx, snapshot, verdict.group))
     fix.append(
@@ -735,7 +742,8 @@ def _behind(ctx: _Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
         database=db,
         worktree=path,
         migration=name,
-        message=f"{snapshot.worktree.label} is behind the database: {name} is applied in {db}{state} "
+        message=f"{snapshot.worktree.label} is behind the database: {name} is "
+        f"{'applied' if not state else 'recorded'} in {db}{state} "
         f"but missing from {rel}; {origin_text}",
         fix=fix,
         found_in=[_where(s) for s in holders],

@@ -7,6 +7,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from stat import S_ISREG
 
 from migwatch.checksum import checksum_variants
 from migwatch.model import LocalMigration, MigrationsFolder
@@ -57,19 +58,26 @@ _DEFAULT_CACHE = ChecksumCache()
 
 def read_migration(folder: Path, name: str, cache: ChecksumCache = _DEFAULT_CACHE) -> LocalMigration:
     """One migration folder: its checksums, whether migration.sql exists, conflict markers."""
-    sql_path = folder / "migration.sql"
+    return _read_migration(folder.parent, os.fspath(folder.parent), name, cache)
+
+
+def _read_migration(parent: Path, parent_text: str, name: str, cache: ChecksumCache) -> LocalMigration:
+    # Plain strings and one stat per file: this runs for every migration of every worktree.
+    sql_path = f"{parent_text}/{name}/migration.sql"
     try:
         stat = os.stat(sql_path)
-        if not os.path.isfile(sql_path):
+        if not S_ISREG(stat.st_mode):
             return LocalMigration(
-                name=name, path=folder, checksums=(), read_error=f"{sql_path} is not a file"
+                name=name, parent=parent, checksums=(), read_error=f"{sql_path} is not a file"
             )
-        checksums, markers = cache.facts(str(sql_path), stat)
+        checksums, markers = cache.facts(sql_path, stat)
     except FileNotFoundError:
-        return LocalMigration(name=name, path=folder, checksums=(), has_sql=False)
+        return LocalMigration(name=name, parent=parent, checksums=(), has_sql=False)
     except OSError as exc:
-        return LocalMigration(name=name, path=folder, checksums=(), read_error=_os_message(exc, sql_path))
-    return LocalMigration(name=name, path=folder, checksums=checksums, conflict_lines=markers)
+        return LocalMigration(
+            name=name, parent=parent, checksums=(), read_error=_os_message(exc, Path(sql_path))
+        )
+    return LocalMigration(name=name, parent=parent, checksums=checksums, conflict_lines=markers)
 
 
 def conflict_lines(raw: bytes) -> tuple[int, ...]:
@@ -100,7 +108,8 @@ def read_folder(path: Path, cache: ChecksumCache = _DEFAULT_CACHE) -> Migrations
         except OSError:
             continue
     names.sort(key=collation_key)
-    migrations = tuple(read_migration(path / name, name, cache) for name in names)
+    text = os.fspath(path)
+    migrations = tuple(_read_migration(path, text, name, cache) for name in names)
     return MigrationsFolder(path=path, exists=True, migrations=migrations, lock_provider=lock_provider)
 
 

@@ -56,11 +56,16 @@ class LocalMigration:
     """One subdirectory of a migrations folder."""
 
     name: str
-    path: Path  # the migration folder
+    parent: Path  # the migrations folder holding it (one shared object: no Path per migration)
     checksums: tuple[str, ...]  # sha256 hex of migration.sql as is, LF form, CRLF form; () if no sql
     has_sql: bool = True
     read_error: str | None = None  # migration.sql exists but could not be read
     conflict_lines: tuple[int, ...] = ()  # 1-based lines starting with <<<<<<< / >>>>>>>
+
+    @property
+    def path(self) -> Path:
+        """The migration's own folder."""
+        return self.parent / self.name
 
     @property
     def checksum(self) -> str | None:

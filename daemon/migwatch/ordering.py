@@ -2,37 +2,65 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
-# ICU root collation (JavaScript's localeCompare) puts punctuation before digits before letters, and
-# compares letters without case first. This table covers the characters of real migration names.
+# ICU root collation (JavaScript's localeCompare) compares in three passes: base letters (punctuation
+# before digits before letters, case ignored), then accents, then case (lower before upper). These
+# tables cover the characters of real migration names; names made by `prisma migrate dev` are ASCII.
 _PUNCTUATION = "_-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
+# Accents in ICU's secondary order (acute < grave < breve < circumflex < caron < ring < diaeresis …).
+_ACCENTS = "\u0301\u0300\u0306\u0302\u030c\u030a\u0308\u030b\u0303\u0307\u0327\u0328\u0304"
+_STROKE = len(_ACCENTS) + 1
+_LIGATURE = 100  # the accent-level mark ICU puts inside æ and œ, after every real accent
+# Letters that do not decompose: (the letters ICU sorts them as, their accent-level elements).
+_LETTER_BASE: dict[str, tuple[str, tuple[int, ...]]] = {
+    "æ": ("ae", (0, _LIGATURE, 0)),
+    "œ": ("oe", (0, _LIGATURE, 0)),
+    "ø": ("o", (0, _STROKE)),
+    "đ": ("d", (0, _STROKE)),
+    "ð": ("d", (0, _STROKE)),
+    "ł": ("l", (0, _STROKE)),
+    "ħ": ("h", (0, _STROKE)),
+}
+
+Weights = tuple[tuple[int, int], ...]
 
 
-def _primary(char: str) -> tuple[tuple[int, int], ...]:
+def _weights(char: str) -> tuple[Weights, tuple[int, ...], bool]:
+    """(primary weights, accent-level elements, is an expansion) of one character."""
     if char.isspace():
-        return ((0, ord(char)),)
+        return ((0, ord(char)),), (0,), False
     position = _PUNCTUATION.find(char)
     if position >= 0:
-        return ((1, position),)
+        return ((1, position),), (0,), False
     if char.isdigit():
-        return ((2, int(char) if char.isascii() else ord(char)),)
-    # casefold() can give several letters (ß → ss), as ICU's primary weights do.
-    base = unicodedata.normalize("NFD", char)[0].casefold()
+        return ((2, int(char) if char.isascii() else ord(char)),), (0,), False
+    decomposed = unicodedata.normalize("NFD", char)
+    base = decomposed[0].casefold()
+    if base in _LETTER_BASE:
+        letters, accents = _LETTER_BASE[base]
+        return tuple((3, ord(letter)) for letter in letters), accents, True
     if base.isalpha():
-        return tuple((3, ord(letter)) for letter in base)
-    return ((4, ord(char)),)
+        marks = tuple(_ACCENTS.index(m) + 1 if m in _ACCENTS else _STROKE + ord(m) for m in decomposed[1:])
+        # casefold() can give several letters (ß → ss), as ICU's expansions do.
+        return tuple((3, ord(letter)) for letter in base), (0,) * len(base) + marks, len(base) > 1
+    return ((4, ord(char)),), (0,), False
 
 
-def collation_key(name: str) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...], tuple[int, ...]]:
-    """Sort key approximating `a.localeCompare(b)`: letters, then accents, then lower before upper."""
+@functools.lru_cache(maxsize=1 << 16)
+def collation_key(name: str) -> tuple[Weights, tuple[int, ...], tuple[int, ...]]:
+    """Sort key approximating `a.localeCompare(b)`: letters, then accents, then lower before upper.
+
+    Cached: every worktree holds mostly the same names, and every check sorts them again.
+    """
     primary: list[tuple[int, int]] = []
     secondary: list[int] = []
     tertiary: list[int] = []
     for char in name:
-        weights = _primary(char)
+        weights, accents, expansion = _weights(char)
         primary.extend(weights)
-        secondary.extend([len(unicodedata.normalize("NFD", char))] * len(weights))
-        # An expansion (ß for ss) sorts after the letters it expands to, as in ICU.
-        tertiary.extend([1 if char.isupper() else 2 if len(weights) > 1 else 0] * len(weights))
+        secondary.extend(accents)
+        # An expansion (ß for ss, æ for ae) sorts after the letters it expands to, as in ICU.
+        tertiary.extend([(2 if expansion else 0) + (1 if char.isupper() else 0)] * len(weights))
     return (tuple(primary), tuple(secondary), tuple(tertiary))

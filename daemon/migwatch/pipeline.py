@@ -128,7 +128,7 @@ def snapshot_project(
 ) -> diagnose.ProjectSnapshot:
     """Read everything one project's check needs; `histories` may be given (the daemon polls them)."""
     live, prunable = list_project_worktrees(project, options.env)
-    snapshots = list(pool.map(lambda w: snapshot_worktree(w, project, options), live))
+    snapshots = [snapshot_worktree(w, project, options) for w in live]
     refs: dict[str, DatabaseRef] = {}
     for snapshot in snapshots:
         key = diagnose.group_of(snapshot)

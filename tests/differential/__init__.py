@@ -1,0 +1,1 @@
+"""Differential tests: migwatch against the real Prisma engine (prisma-oracle)."""
