@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 from pathlib import Path
 from stat import S_ISREG
 
@@ -25,31 +24,39 @@ class ChecksumCache:
     """
 
     def __init__(self) -> None:
+        # Plain dicts: single lookups and stores are atomic, and a lost race only costs a second hash.
         self._by_stat: dict[tuple[int, int, int, int], _SqlFacts] = {}
         self._by_raw: dict[bytes, _SqlFacts] = {}
-        self._lock = threading.Lock()
 
     def facts(self, path: str, stat: os.stat_result) -> _SqlFacts:
         """Checksums and conflict-marker lines of one migration.sql (raises OSError)."""
         key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            hit = self._by_stat.get(key)
+        hit = self._by_stat.get(key)
         if hit is not None:
             return hit
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = _read_bytes(path, stat.st_size)
         digest = hashlib.sha256(raw).digest()
-        with self._lock:
-            found = self._by_raw.get(digest)
+        found = self._by_raw.get(digest)
         if found is None:
             found = (checksum_variants(raw), conflict_lines(raw))
-        with self._lock:
-            if len(self._by_stat) > 500_000:  # bounded: a long-running daemon sees many versions
-                self._by_stat.clear()
-                self._by_raw.clear()
-            self._by_stat[key] = found
-            self._by_raw[digest] = found
+        if len(self._by_stat) > 500_000:  # bounded: a long-running daemon sees many versions
+            self._by_stat.clear()
+            self._by_raw.clear()
+        self._by_stat[key] = found
+        self._by_raw[digest] = found
         return found
+
+
+def _read_bytes(path: str, size_hint: int) -> bytes:
+    """The whole file, with raw descriptors (no buffered file object: this runs for every file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(fd, size_hint + 1)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 20))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 _SqlFacts = tuple[tuple[str, ...], tuple[int, ...]]
