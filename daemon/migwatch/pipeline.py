@@ -120,6 +120,29 @@ def generated_client_schema(
     return None
 
 
+# Reading folders is CPU-bound when the files are in the OS cache (threads then only contend for the
+# GIL: 2.1 s serial vs 4.7 s with 8 threads for 100 x 1,000 migrations) and I/O-bound when they are
+# not (19 s serial vs 9.4 s threaded). The second worktree, read alone, tells which case this is (the
+# first one also fills the name and content caches, so it is slower either way).
+COLD_SECONDS_PER_MIGRATION = 50e-6
+
+
+def scan_worktrees(
+    live: Sequence[Worktree], project: ProjectConfig, options: CheckOptions, pool: ThreadPoolExecutor
+) -> list[diagnose.WorktreeSnapshot]:
+    """Snapshots of every worktree: serially, or on the pool when the disk is the bottleneck."""
+    snapshots = [snapshot_worktree(w, project, options) for w in live[:1]]
+    if len(live) < 2:
+        return snapshots
+    started = time.perf_counter()
+    second = snapshot_worktree(live[1], project, options)
+    count = len(second.folder.migrations) if second.folder else 0
+    snapshots.append(second)
+    if len(live) > 2 and count and (time.perf_counter() - started) / count > COLD_SECONDS_PER_MIGRATION:
+        return [*snapshots, *pool.map(lambda w: snapshot_worktree(w, project, options), live[2:])]
+    return [*snapshots, *(snapshot_worktree(w, project, options) for w in live[2:])]
+
+
 def snapshot_project(
     project: ProjectConfig,
     options: CheckOptions,
@@ -128,7 +151,7 @@ def snapshot_project(
 ) -> diagnose.ProjectSnapshot:
     """Read everything one project's check needs; `histories` may be given (the daemon polls them)."""
     live, prunable = list_project_worktrees(project, options.env)
-    snapshots = [snapshot_worktree(w, project, options) for w in live]
+    snapshots = scan_worktrees(live, project, options, pool)
     refs: dict[str, DatabaseRef] = {}
     for snapshot in snapshots:
         key = diagnose.group_of(snapshot)
