@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from migwatch.checksum import checksum_variants
-from migwatch.migrations import ChecksumCache, collation_key, conflict_lines, read_folder, read_migration
+from migwatch.migrations import ChecksumCache, conflict_lines, read_folder, read_migration
+from migwatch.ordering import collation_key
+from tests.support.node import locale_sorted
 from tests.support.prisma_rows import prisma_checksum
 
 
@@ -129,16 +130,7 @@ def test_collation_agrees_with_javascript_locale_compare() -> None:
         "20250101000000_ä", "20250101000000_az", "20250101000000_ñ", "20250101000000_n",
         "20251016231054_add_story_5_1_behavioral_pattern_models", "20251016000000_create_vector_indexes",
     ]  # fmt: skip
-    node = shutil.which("node")
-    assert node is not None, "node is part of the machine image (TESTING.md)"
-    script = (
-        "const n = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
-        "console.log(JSON.stringify(n.sort((a, b) => a.localeCompare(b))));"
-    )
-    completed = subprocess.run(
-        [node, "-e", script], input=json.dumps(names), capture_output=True, text=True, check=True, timeout=60
-    )
-    assert sorted(names, key=collation_key) == json.loads(completed.stdout)
+    assert sorted(names, key=collation_key) == locale_sorted(names)
 
 
 def test_sharp_s_in_a_name_does_not_crash_the_reader(migrations: Path) -> None:
