@@ -37,7 +37,14 @@ from migwatch import __version__, alerts, alertstore
 from migwatch import git as gitio
 from migwatch.config import Config, ConfigError, load_config
 from migwatch.diagnose import ProjectSnapshot, group_of
-from migwatch.logsetup import add_file_log, configure_stderr, default_log_file, default_state_dir, quote_value
+from migwatch.logsetup import (
+    add_file_log,
+    configure_stderr,
+    default_log_file,
+    default_state_dir,
+    one_line,
+    quote_value,
+)
 from migwatch.migrations import ChecksumCache
 from migwatch.model import Finding, Severity
 from migwatch.notify.base import Notifier
@@ -217,9 +224,9 @@ class Daemon:
                 try:
                     found.extend(self._check_project(project.name, "once"))
                 except Exception as exc:  # reported like any finding: the other projects still run
-                    log.error("check failed project=%s error=%s", project.name, quote_value(_one_line(exc)))
+                    log.error("check failed project=%s error=%s", project.name, quote_value(one_line(exc)))
                     log.debug("check failed project=%s", project.name, exc_info=True)
-                    found.append(_discovery_finding(project.name, project.repo, _one_line(exc)))
+                    found.append(_discovery_finding(project.name, project.repo, one_line(exc)))
         finally:
             self.poller.shutdown()
             self._pool.shutdown(wait=True)
@@ -278,7 +285,7 @@ class Daemon:
             try:
                 self._check_project(project, ",".join(names))
             except Exception as exc:  # one failing project must not stop the others
-                log.error("check failed project=%s error=%s", project, quote_value(_one_line(exc)))
+                log.error("check failed project=%s error=%s", project, quote_value(one_line(exc)))
                 log.debug("check failed project=%s", project, exc_info=True)
             finally:
                 self._mark_checked(project)
@@ -562,10 +569,6 @@ def _git_dir_of(worktree: Path, env: Mapping[str, str]) -> Path | None:
 
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------------ `migwatch run`

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from migwatch.checksum import checksum_matches
-from migwatch.dburl import group_key
+from migwatch.dburl import group_key, parse_postgres
 from migwatch.model import (
     Finding,
     GitOrigin,
@@ -446,8 +446,6 @@ def _database_findings(ctx: _Ctx, group: str, history: History) -> list[Finding]
 def _unreachable_fix(history: History) -> tuple[str, ...]:
     ref = history.database
     if ref.provider == "postgresql":
-        from migwatch.dburl import parse_postgres
-
         target = parse_postgres(ref.url)
         return (
             f"pg_isready -h {_q(target.host)} -p {target.port}",

@@ -8,7 +8,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -405,27 +405,27 @@ def discover_worktree(
     )
     if located.schema is None or not (located.schema.exists()):
         where = f" ({located.schema})" if located.schema else ""
-        return _replace(base, problem=f"no Prisma schema found{where}")
+        return replace(base, problem=f"no Prisma schema found{where}")
     if config and config.migrations_path:
         migrations_dir = (config.path.parent / config.migrations_path).resolve()
     else:
         schema_dir = located.schema if located.schema.is_dir() else located.schema.parent
         migrations_dir = schema_dir / "migrations"
     datasource = read_datasource(located.schema)
-    base = _replace(base, migrations_dir=migrations_dir)
+    base = replace(base, migrations_dir=migrations_dir)
     if datasource is None or not datasource.provider:
-        return _replace(base, problem=f"no datasource block with a provider in {located.schema}")
+        return replace(base, problem=f"no datasource block with a provider in {located.schema}")
     provider = normalise_provider(datasource.provider)
-    base = _replace(base, provider=provider)
+    base = replace(base, provider=provider)
     url, source, relative_to = _resolve_url(base, located, config, datasource, database_url, env)
     if url is None:
-        return _replace(base, problem=source)
+        return replace(base, problem=source)
     try:
         ref = database_ref(provider, url, relative_to=relative_to)
     except UrlError as exc:
-        return _replace(base, problem=f"{exc} (from {source})")
+        return replace(base, problem=f"{exc} (from {source})")
     log.debug("worktree %s: prisma %s (%s), url from %s", root, version, how, source)
-    return _replace(base, database=ref)
+    return replace(base, database=ref)
 
 
 def _resolve_url(
@@ -485,12 +485,6 @@ def _schema_url(
 def _missing(name: str, config_path: Path, loads_dotenv: bool) -> str:
     where = f"environment, {config_path.parent / '.env'}" if loads_dotenv else "environment only"
     return f"{name} is not set ({where}; {config_path.name} reads it with env())"
-
-
-def _replace(setup: PrismaSetup, **changes: object) -> PrismaSetup:
-    from dataclasses import replace
-
-    return replace(setup, **changes)  # type: ignore[arg-type]
 
 
 def is_ignored(worktree: Worktree, globs: Sequence[str]) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,7 +72,7 @@ def connect_postgres(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> 
             **kwargs,
         )
     except psycopg.Error as exc:
-        raise HistoryError(f"cannot connect to {ref.id}: {_driver_message(exc)}") from None
+        raise HistoryError(f"cannot connect to {ref.id}: {driver_message(exc)}") from None
     return conn
 
 
@@ -93,9 +93,9 @@ def read_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> History:
             cur.execute(query)
             rows = tuple(_row(values) for values in cur.fetchall())
     except psycopg.OperationalError as exc:
-        raise HistoryError(f"lost connection to {ref.id}: {_driver_message(exc)}") from None
+        raise HistoryError(f"lost connection to {ref.id}: {driver_message(exc)}") from None
     except psycopg.Error as exc:
-        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {_driver_message(exc)}") from None
+        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {driver_message(exc)}") from None
     return History(database=ref, reachable=True, has_table=True, rows=rows, migration_running=running)
 
 
@@ -127,9 +127,9 @@ def fingerprint_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> str
             cur.execute(query)
             row = cur.fetchone()
     except psycopg.OperationalError as exc:
-        raise HistoryError(f"lost connection to {ref.id}: {_driver_message(exc)}") from None
+        raise HistoryError(f"lost connection to {ref.id}: {driver_message(exc)}") from None
     except psycopg.Error as exc:
-        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {_driver_message(exc)}") from None
+        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {driver_message(exc)}") from None
     return f"{row[0]}:{row[1]}" if row else "empty"
 
 
@@ -252,13 +252,8 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _driver_message(exc: BaseException) -> str:
+def driver_message(exc: BaseException) -> str:
     """The driver's first line, without any password."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     message = lines[0] if lines else type(exc).__name__
     return redact(message)
-
-
-def counted_rows(rows: Iterable[HistoryRow], counts_rolled_back: bool) -> list[HistoryRow]:
-    """Rows Prisma takes into account: rolled-back ones only up to Prisma 7.8."""
-    return [row for row in rows if counts_rolled_back or not row.rolled_back]

@@ -84,3 +84,9 @@ def quote_value(value: Any) -> str:
         .replace("\t", "\\t")
     )
     return f'"{escaped}"'
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message (or its type when it has none)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

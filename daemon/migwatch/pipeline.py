@@ -17,7 +17,6 @@ from migwatch import diagnose
 from migwatch import git as gitio
 from migwatch.checksum import checksum_matches, checksum_variants
 from migwatch.config import Config, ProjectConfig
-from migwatch.dburl import group_key
 from migwatch.discovery import discover_worktree, is_ignored, schema_files
 from migwatch.history import read_history
 from migwatch.migrations import ChecksumCache, conflict_lines, read_folder
@@ -175,9 +174,10 @@ def gather_evidence(
     project: diagnose.ProjectSnapshot, request: diagnose.EvidenceRequest, env: Mapping[str, str]
 ) -> diagnose.Evidence:
     """Ask git exactly what the findings need (nothing when all is well)."""
+    by_path = {s.worktree.path: s for s in project.worktrees}
     committed: dict[Path, frozenset[str]] = {}
     for path in request.committed:
-        snapshot = next(s for s in project.worktrees if s.worktree.path == path)
+        snapshot = by_path[path]
         rel = _rel(snapshot.setup.migrations_dir, path)
         names = gitio.names_at(path, "HEAD", rel, env=env) if rel else None
         committed[path] = names or frozenset()
@@ -191,13 +191,13 @@ def gather_evidence(
         origins[name] = origin
     restores: dict[tuple[Path, str], diagnose.Restore] = {}
     for path, name, stored in request.restores:
-        snapshot = next(s for s in project.worktrees if s.worktree.path == path)
+        snapshot = by_path[path]
         rel = _rel(snapshot.setup.migrations_dir, path)
         restores[(path, name)] = _restore(path, f"{rel}/{name}/migration.sql", stored, env)
     tracked: dict[tuple[Path, str], bool] = {}
     empty: set[Path] = set()
     for path, name in request.tracked_sql:
-        snapshot = next(s for s in project.worktrees if s.worktree.path == path)
+        snapshot = by_path[path]
         rel = _rel(snapshot.setup.migrations_dir, path)
         try:
             tracked[(path, name)] = gitio.is_tracked(path, f"{rel}/{name}/migration.sql", env=env)
@@ -289,8 +289,7 @@ def project_report(
 ) -> ProjectReport:
     """The status document's view of one project."""
     databases = []
-    for key, history in snapshot.histories.items():
-        del key
+    for history in snapshot.histories.values():
         counted = [r for r in history.rows if not r.rolled_back]
         applied = [r for r in counted if not r.failed]
         databases.append(
@@ -376,11 +375,3 @@ def run_status(
     if worktree is not None:
         reports = [r.only_worktree(worktree) for r in reports]
     return StatusReport(checked_at=now, projects=tuple(reports))
-
-
-def histories_by_group(refs: Sequence[DatabaseRef], reader: HistoryReader) -> dict[str, History]:
-    """Read each distinct database once."""
-    out: dict[str, History] = {}
-    for ref in refs:
-        out.setdefault(group_key(ref), reader(ref))
-    return out

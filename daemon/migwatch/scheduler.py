@@ -24,11 +24,12 @@ import psycopg
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from migwatch.dburl import group_key, redact
+from migwatch.dburl import group_key
 from migwatch.history import (
     HistoryError,
     ReadOptions,
     connect_postgres,
+    driver_message,
     fingerprint_postgres,
     fingerprint_sqlite,
     migration_running,
@@ -252,7 +253,7 @@ class Poller:
         try:
             self.poll(group)
         except Exception as exc:  # an exception would only be logged by APScheduler, without context
-            log.error("poll error group=%s error=%s", group, quote_value(_one_line(exc)))
+            log.error("poll error group=%s error=%s", group, quote_value(driver_message(exc)))
             log.debug("poll error", exc_info=True)
 
     def poll_all(self) -> None:
@@ -316,7 +317,7 @@ class Poller:
             elif database.history.migration_running != running:
                 database.history = dataclasses.replace(database.history, migration_running=running)
         except psycopg.Error as exc:
-            raise HistoryError(f"lost connection to {ref.id}: {redact(_one_line(exc))}") from None
+            raise HistoryError(f"lost connection to {ref.id}: {driver_message(exc)}") from None
         except HistoryError:
             raise
         database.lock_held = running
@@ -370,8 +371,3 @@ def _differs(before: DatabaseView, after: DatabaseView) -> bool:
 
 def _unreachable(ref: DatabaseRef, error: str) -> History:
     return History(database=ref, reachable=False, has_table=False, error=error)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

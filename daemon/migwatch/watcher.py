@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -35,6 +35,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
+
+from migwatch.logsetup import quote_value
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +420,7 @@ class Watcher(Generic[K]):
             log.warning(
                 "watch failed path=%s error=%s; polling every %gs instead",
                 path,
-                _quote(reason),
+                quote_value(reason),
                 self.poll_interval,
             )
         if self._fallback is None:
@@ -427,7 +429,7 @@ class Watcher(Generic[K]):
         try:
             watch = self._fallback.schedule(router, str(path), recursive=recursive, event_filter=EVENT_FILTER)
         except OSError as exc:
-            log.warning("polling failed path=%s error=%s", path, _quote(exc.strerror or str(exc)))
+            log.warning("polling failed path=%s error=%s", path, quote_value(exc.strerror or str(exc)))
             return None
         return _Scheduled(router, watch, self._fallback, polling=True)
 
@@ -460,14 +462,3 @@ def _resolve(target: WatchTarget[K], root: Path) -> tuple[Path, bool, frozenset[
 
 def _within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
-
-
-def _quote(text: str) -> str:
-    from migwatch.logsetup import quote_value
-
-    return quote_value(text)
-
-
-def targets_with_root(targets: Iterable[WatchTarget[K]], root: Path) -> list[tuple[WatchTarget[K], Path]]:
-    """Pair targets with the folder their fallback watches may not climb above."""
-    return [(target, root) for target in targets]

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 from migwatch.alerts import Alert
-from migwatch.logsetup import quote_value
+from migwatch.logsetup import one_line, quote_value
 
-__all__ = ["NOTIFIERS", "Notifier", "NotifierError", "quote_value", "register"]
+__all__ = ["NOTIFIERS", "Notifier", "NotifierError", "one_line", "quote_value", "register"]
 
 
 class NotifierError(Exception):
@@ -50,9 +50,3 @@ def register(name: str) -> Callable[[_F], _F]:
         return factory
 
     return decorate
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: its message (or its type when it has none)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
