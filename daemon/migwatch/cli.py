@@ -168,7 +168,7 @@ def _register_optional() -> None:
     """Commands whose modules import heavier dependencies are looked up lazily."""
 
     def run(args: argparse.Namespace, out: TextIO) -> int:
-        from migwatch.daemon import run_command
+        from migwatch.process import run_command
 
         return run_command(_config_path(args), once=args.once, verbose=args.verbose, out=out)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from migwatch.alerts import Alert
+from migwatch.alerts import Alert, printable
 from migwatch.notify.base import quote_value, register
 
 ALERT_LOGGER = "migwatch.alerts"
@@ -28,7 +28,9 @@ def format_alert_line(alert: Alert) -> str:
         fields.append(("from", origin))
     if alert.kind != "resolved" and finding.fix:
         fields.append(("fix", finding.fix[0]))
-    return f"ALERT {alert.kind} " + " ".join(f"{key}={quote_value(value)}" for key, value in fields)
+    return f"ALERT {alert.kind} " + " ".join(
+        f"{key}={quote_value(printable(str(value)))}" for key, value in fields
+    )
 
 
 def _origin_branch(found_in: object) -> str | None:
@@ -47,6 +49,7 @@ class LogNotifier:
     """Writes every alert to the log (the rotating log file once logging is configured)."""
 
     name = "log"
+    groups_alerts = False  # the log keeps one line per finding, also in a burst
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._logger = logger or logging.getLogger(ALERT_LOGGER)
