@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.alerts import Alert, AlertPolicy, AlertState, group_alerts, update
+from migwatch.alerts import Alert, AlertState, group_alerts, update
 from migwatch.ledger import COPY_FILE, STATE_FILE, AlertLedger, LedgerError
 from migwatch.model import Finding, Severity
 from migwatch.notify.delivery import Outbox, owe
@@ -58,7 +58,9 @@ class Recorder:
 
 
 def ledger_at(tmp_path: Path, clock: list[float]) -> AlertLedger:
-    return AlertLedger([tmp_path / "state" / STATE_FILE, tmp_path / "log" / COPY_FILE], clock=lambda: clock[0])
+    return AlertLedger(
+        [tmp_path / "state" / STATE_FILE, tmp_path / "log" / COPY_FILE], clock=lambda: clock[0]
+    )
 
 
 def everything(_key: object) -> bool:
@@ -268,7 +270,9 @@ def unreachable() -> Finding:
         (DatabaseState("ok", vanished=True), ["pending", "database_unreachable"], ["history_vanished"]),
     ],
 )
-def test_not_knowing_is_not_resolved(state: DatabaseState, kept_codes: list[str], resolvable: list[str]) -> None:
+def test_not_knowing_is_not_resolved(
+    state: DatabaseState, kept_codes: list[str], resolvable: list[str]
+) -> None:
     found = [pending("20260101000000_a"), unreachable()]
     kept, scope = conclude_scope(found, Unknowns(databases={found[0].database or "": state}))
     assert [f.code for f in kept] == kept_codes

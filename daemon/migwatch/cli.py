@@ -17,7 +17,7 @@ from migwatch import __version__
 from migwatch.config import Config, ConfigError, default_config_path, load_config
 from migwatch.dburl import redact
 from migwatch.initcmd import InitError
-from migwatch.logsetup import configure_stderr, internal_error_log
+from migwatch.logsetup import append_private, configure_stderr, internal_error_log
 from migwatch.pipeline import CheckOptions, run_status
 from migwatch.report import render_text, to_json
 from migwatch.service import ServiceError
@@ -227,10 +227,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
 def _internal_error(exc: BaseException, err: TextIO) -> int:
     path = internal_error_log()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(f"--- {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} migwatch {__version__}\n")
-            handle.write(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+        header = f"--- {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} migwatch {__version__}\n"
+        trace = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        append_private(path, header + trace)  # 0600 in a 0700 folder: paths and URLs
         where = f"the traceback is in {path}"
     except OSError:
         where = "the traceback could not be written"

@@ -3,6 +3,7 @@ imported, so a SIGTERM in the first second is a clean exit 0 instead of death by
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import sys
@@ -36,6 +37,10 @@ def main() -> int:
     """`migwatch …`: the command line (imported after the early signal handlers for `run`)."""
     if "run" in sys.argv[1:]:
         install_early_handlers()
+    if os.environ.get("MIGWATCH_DEBUG_THREADS"):  # developers: SIGUSR1 prints every thread's stack
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     from migwatch.cli import main as cli_main
 
     return cli_main()

@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -68,7 +69,8 @@ def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     private_dir(path.parent)
     fd = os.open(path, flags | os.O_CLOEXEC, PRIVATE_FILE)
     with contextlib.suppress(OSError):
-        if os.fstat(fd).st_mode & 0o077:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:  # never a device or a FIFO someone pointed us at
             os.fchmod(fd, PRIVATE_FILE)
     return fd
 
@@ -186,7 +188,8 @@ class ResilientFileHandler(logging.Handler):
             if self._fd is None or not self._same_file():
                 self._reopen()
             assert self._fd is not None
-            if self.max_bytes and os.fstat(self._fd).st_size + len(data) > self.max_bytes:
+            info = os.fstat(self._fd)
+            if self.max_bytes and stat.S_ISREG(info.st_mode) and info.st_size + len(data) > self.max_bytes:
                 self._rotate()
             os.write(self._fd, data)
         except OSError as exc:

@@ -74,6 +74,8 @@ class Lane:
         self._clock = clock
         self._next_try = 0.0
         self._hung: _Call[object] | None = None
+        self.quiet = threading.Event()  # no send in flight (closing waits a little for one)
+        self.quiet.set()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=f"migwatch-deliver-{self.name}", daemon=True)
@@ -125,7 +127,11 @@ class Lane:
         alerts = [alert for _, alert in batch]
         units = group_alerts(alerts) if self.grouped else [(alert, [alert]) for alert in alerts]
         for notification, members in units:
-            error = self._send(notification)
+            self.quiet.clear()
+            try:
+                error = self._send(notification)
+            finally:
+                self.quiet.set()
             if error is not None:
                 logger.warning(
                     "NOTIFY failed notifier=%s alert=%s title=%s error=%s retry_in=%gs",
@@ -137,6 +143,12 @@ class Lane:
                 )
                 self._failed()
                 return
+            logger.debug(
+                "NOTIFY sent notifier=%s alert=%s title=%s",
+                self.name,
+                notification.kind,
+                quote_value(notification.title),
+            )
             with self._cond:
                 for member in members:
                     if self.owed.get(member.finding.key) is member:  # not replaced meanwhile
@@ -213,6 +225,11 @@ class Outbox:
         deadline = time.monotonic() + timeout
         for lane in self.lanes:
             lane.stop(0)
+        # A send in flight gets most of the budget to finish: killing a command that already delivered
+        # would make the alert owed, and sent again after the restart.
+        grace = deadline - min(0.5, timeout / 3)
+        for lane in self.lanes:
+            lane.quiet.wait(max(0.0, grace - time.monotonic()))
         calls = [(n, _Call(n.name, n.close)) for n in self.notifiers]
         for notifier, call in calls:
             if not call.done.wait(max(0.0, deadline - time.monotonic())):
