@@ -124,7 +124,9 @@ class Project:
                 if daemon.proc.poll() is None:
                     daemon.signal(signal.SIGUSR1)
                     time.sleep(1)
-                sys.stderr.write("".join(f"{t:7.3f} {x[:200]}\n" for t, x in zip(daemon.times, daemon.lines)))
+                sys.stderr.write(
+                    "".join(f"{t:7.3f} {x[:200]}\n" for t, x in zip(daemon.times, daemon.lines, strict=False))
+                )
             daemon.close()
 
 

@@ -48,11 +48,12 @@ from migwatch.outage import (
 from migwatch.pipeline import WORKERS, CheckOptions, diagnose_project, snapshot_project
 from migwatch.scheduler import DatabaseView, Poller
 from migwatch.watcher import CheckWorker, Debouncer, ObserverFactory, Watcher
-from migwatch.watchtargets import WatchTarget, repository_targets, setup_targets
+from migwatch.watchtargets import WatchTarget, git_busy, repository_targets, setup_targets
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 2.0
+GIT_BUSY_MAX = 10.0  # seconds a check waits for a git command that holds the index lock (a stale lock)
 PERIODIC_CHECK = 600.0  # a full check now and then: reminders, and anything no watch can see
 
 # (project name, worktree path); worktree None = the whole project, worktrees re-listed.
@@ -98,6 +99,7 @@ class Daemon:
         self._check_lock = threading.RLock()
         self._projects: dict[str, _ProjectState] = {}
         self._common_dirs: dict[str, Path] = {}
+        self._busy_since: dict[str, float] = {}
         self.ledger = AlertLedger([state_dir / STATE_FILE, (copy_dir or state_dir) / COPY_FILE], clock=clock)
         self._pool: ThreadPoolExecutor | None = None
         self._cache = ChecksumCache()
@@ -149,7 +151,8 @@ class Daemon:
         if not self._running:
             return
         self._running = False
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         if self.watcher is not None:
             self.watcher.stop()
         self.poller.cancel_running()  # a check blocked in a query returns now
@@ -162,6 +165,7 @@ class Daemon:
         if outbox is not None:
             outbox.close(timeout=max(0.1, deadline - time.monotonic()))
         self.ledger.save()
+        log.debug("stop duration=%.3fs", time.monotonic() - started)
 
     def run_once(self, wait: float = 30.0) -> list[Finding]:
         """One full check of every project, alerts delivered (for at most `wait` s) and the ledger saved."""
@@ -243,10 +247,34 @@ class Daemon:
         for project, names in triggers.items():
             if not self._running:
                 return
+            if self._git_busy(project, [k for k in keys if k[0] == project]):
+                continue
             try:
                 self._guarded_check(project, ",".join(names))
             finally:
                 self._mark_checked(project)
+
+    def _git_busy(self, project: str, keys: list[CheckKey]) -> bool:
+        """A git command (a checkout of many files) is still writing a worktree: check once it is done,
+        so a storm of file events becomes one check and one notification (within GIT_BUSY_MAX)."""
+        state = self._projects.get(project)
+        if state is None or not state.checked:
+            return False
+        named = [wt for _, wt in keys if wt is not None]
+        paths = list(state.worktree_groups) if len(named) < len(keys) else named  # None: every worktree
+        now = time.monotonic()
+        busy = [p for p in paths if git_busy(Path(p), self.env)]
+        if not busy or now - self._busy_since.setdefault(project, now) > GIT_BUSY_MAX:
+            self._busy_since.pop(project, None)
+            return False
+        log.debug(
+            "check postponed project=%s git_busy=%s",
+            project,
+            quote_value(",".join(Path(p).name for p in busy)),
+        )
+        for key in keys:
+            self.worker.push(key)
+        return True
 
     def _guarded_check(self, name: str, trigger: str) -> list[Finding]:
         """A check that never raises: an unexpected error is logged and becomes a finding of its own."""

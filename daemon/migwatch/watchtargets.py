@@ -15,7 +15,7 @@ from migwatch.model import PrismaSetup
 
 K = TypeVar("K", bound=Hashable)
 
-__all__ = ["WatchTarget", "git_dir_of", "repository_targets", "setup_targets", "worktree_targets"]
+__all__ = ["WatchTarget", "git_busy", "git_dir_of", "repository_targets", "setup_targets", "worktree_targets"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,12 @@ def git_dir_of(worktree: Path, env: Mapping[str, str]) -> Path | None:
         return gitio.git_dir(worktree, env=env)
     except gitio.GitError:
         return None
+
+
+def git_busy(worktree: Path, env: Mapping[str, str]) -> bool:
+    """Whether a git command holds the worktree's index lock (a checkout is rewriting its files)."""
+    git_dir = git_dir_of(worktree, env)
+    return git_dir is not None and (git_dir / "index.lock").exists()
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -110,7 +110,9 @@ class Recorder:
             if not self._cond.wait_for(seen, timeout):
                 logged = Path(f"{self.socket_path}.log")
                 written = logged.read_text(encoding="utf-8") if logged.exists() else ""
-                raise AssertionError(f"expected {titles}, got {self.titles_unlocked()}; the script wrote:\n{written}")
+                raise AssertionError(
+                    f"expected {titles}, got {self.titles_unlocked()}; the script wrote:\n{written}"
+                )
         return self.titles()
 
     def titles_unlocked(self) -> list[str]:

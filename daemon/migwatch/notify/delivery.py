@@ -24,6 +24,7 @@ from migwatch.notify.dispatch import DEFAULT_NOTIFY_TIMEOUT, _Call
 logger = logging.getLogger(__name__)
 
 FIRST_RETRY = 1.0  # seconds; doubled after each failure in a row
+GATHER = 0.3  # seconds a lane waits after the first alert of a burst, so consecutive checks group too
 MAX_RETRY = 30.0
 
 # What a notifier still owes: finding key → the alert to deliver for it.
@@ -60,6 +61,7 @@ class Lane:
         timeout: float,
         first_retry: float,
         max_retry: float,
+        gather: float = GATHER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.notifier = notifier
@@ -73,6 +75,7 @@ class Lane:
         self._max_retry = max_retry
         self._clock = clock
         self._next_try = 0.0
+        self._gather = gather
         self._hung: _Call[object] | None = None
         self.quiet = threading.Event()  # no send in flight (closing waits a little for one)
         self.quiet.set()
@@ -85,6 +88,8 @@ class Lane:
 
     def add(self, alerts: Sequence[Alert]) -> None:
         with self._cond:
+            if alerts and not self.owed and self.grouped:
+                self._next_try = max(self._next_try, self._clock() + self._gather)
             for alert in alerts:
                 owe(self.owed, alert)
             self._cond.notify_all()
@@ -126,37 +131,51 @@ class Lane:
     def _deliver(self, batch: list[tuple[FindingKey, Alert]]) -> None:
         alerts = [alert for _, alert in batch]
         units = group_alerts(alerts) if self.grouped else [(alert, [alert]) for alert in alerts]
-        for notification, members in units:
-            self.quiet.clear()
-            try:
-                error = self._send(notification)
-            finally:
-                self.quiet.set()
-            if error is not None:
-                logger.warning(
-                    "NOTIFY failed notifier=%s alert=%s title=%s error=%s retry_in=%gs",
-                    self.name,
-                    notification.kind,
-                    quote_value(notification.title),
-                    quote_value(error),
-                    self._backoff(self.failures + 1),
-                )
-                self._failed()
-                return
+        delivered = 0
+        try:
+            for notification, members in units:
+                if self._stopping:  # what is left stays owed: saved, and sent after a restart
+                    return
+                error = self._send_one(notification)
+                if error is not None:
+                    self._failed()
+                    return
+                with self._cond:
+                    for member in members:
+                        if self.owed.get(member.finding.key) is member:  # not replaced meanwhile
+                            del self.owed[member.finding.key]
+                delivered += 1
+                if self.failures:
+                    logger.info("NOTIFY recovered notifier=%s failures=%d", self.name, self.failures)
+                    self.failures = 0
+        finally:
+            if delivered:
+                self._on_change()  # once per batch: the ledger is saved with what is still owed
+
+    def _send_one(self, notification: Alert) -> str | None:
+        """Send one notification; None when delivered, else the one-line error (logged)."""
+        self.quiet.clear()
+        try:
+            error = self._send(notification)
+        finally:
+            self.quiet.set()
+        if error is None:
             logger.debug(
                 "NOTIFY sent notifier=%s alert=%s title=%s",
                 self.name,
                 notification.kind,
                 quote_value(notification.title),
             )
-            with self._cond:
-                for member in members:
-                    if self.owed.get(member.finding.key) is member:  # not replaced meanwhile
-                        del self.owed[member.finding.key]
-            if self.failures:
-                logger.info("NOTIFY recovered notifier=%s failures=%d", self.name, self.failures)
-                self.failures = 0
-            self._on_change()
+            return None
+        logger.warning(
+            "NOTIFY failed notifier=%s alert=%s title=%s error=%s retry_in=%gs",
+            self.name,
+            notification.kind,
+            quote_value(notification.title),
+            quote_value(error),
+            self._backoff(self.failures + 1),
+        )
+        return error
 
     def _send(self, alert: Alert) -> str | None:
         if self._hung is not None and not self._hung.done.is_set():
