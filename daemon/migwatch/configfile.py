@@ -154,6 +154,9 @@ class BoundedLoader(yaml.SafeLoader):
         raise _LimitError(problem=f"{where}: {problem}", problem_mark=mark)
 
 
+_KEY = "(key)"
+
+
 class _LimitError(yaml.MarkedYAMLError):
     """A limit of BoundedLoader was hit: valid YAML, but not a config migwatch reads."""
 
@@ -164,13 +167,15 @@ def _path_part(parent: Node | None, index: Any) -> str | int:
     if isinstance(parent, MappingNode):
         if isinstance(index, ScalarNode):
             return visible(index.value, 40)
-        return "(key)" if index is None else "(complex key)"
+        return _KEY if index is None else "(complex key)"
     return ""
 
 
 def _format_yaml_path(path: list[str | int]) -> str:
     text = ""
     for part in path:
+        if part == _KEY:  # the line and column already point at the key
+            continue
         if isinstance(part, int):
             text += f"[{part}]"
         else:
