@@ -22,6 +22,7 @@ from migwatch.git import GitError, run_git, run_git_bytes
 from migwatch.migindex import (
     LOG_FORMAT,
     REF_FORMAT,
+    MigrationChange,
     MigrationIndex,
     RefTip,
     parse_batch,
@@ -256,3 +257,42 @@ class GitIndexCache:
 
 # The process's cache: the daemon's re-checks and a `status` run share it.
 SHARED_CACHE = GitIndexCache()
+
+
+def read_blobs(repo: Path, shas: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """migration.sql texts by blob id (one `cat-file --batch`); unreadable ones are left out."""
+    wanted = sorted(set(shas))
+    if not wanted:
+        return {}
+    try:
+        raw = run_git_bytes(
+            repo, "cat-file", "--batch", env=env, stdin="".join(f"{s}\n" for s in wanted).encode()
+        )
+    except GitError as exc:
+        log.info("cannot read migration.sql blobs in %s: %s", repo, exc)
+        return {}
+    return {
+        sha: content.decode("utf-8", "replace")
+        for sha, (_, kind, content) in zip(wanted, parse_batch(raw), strict=False)
+        if kind == "blob" and content is not None
+    }
+
+
+def removal_reached(
+    repo: Path,
+    changes: Sequence[MigrationChange],
+    heads: Sequence[str],
+    env: Mapping[str, str] | None = None,
+) -> MigrationChange | None:
+    """The newest removal (deleted, or renamed away) among `changes` that one of `heads` contains."""
+    for change in changes:
+        if change.kind not in ("deleted", "renamed") or change.renamed_to == change.name:
+            continue
+        for head in heads:
+            try:
+                base = run_git(repo, "merge-base", change.commit.sha, head, env=env).strip()
+            except GitError:
+                continue  # unrelated histories, or an unreadable commit: not reached
+            if base == change.commit.sha:
+                return change
+    return None

@@ -8,7 +8,7 @@ that a worktree lacks are read from it (`migwatch.whereabouts`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -60,7 +60,9 @@ class MigrationChange:
     renamed_to: str | None = None  # for a rename: the new folder name
     old_blob: str | None = None  # migration.sql before the commit
     new_blob: str | None = None  # migration.sql after it
-    added_with: tuple[str, ...] = ()  # migrations the same commit added (squash candidates of a deletion)
+    # For a removal (deleted, or renamed away): (name, blob) of every migration the same commit added or
+    # changed — where its SQL may have gone (a rename, a squash, a merge into an existing migration).
+    added_with: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,19 +208,15 @@ def parse_log(output: str, migrations_dirs: Sequence[str]) -> dict[str, tuple[Mi
             if kind is None or source is None:
                 continue
             found.append(MigrationChange(commit, kind, source[0], source[1], None, _blob(old), _blob(new)))
-        added = tuple(c.name for c in found if c.kind == "added")
+        landed = tuple(
+            (c.name, c.new_blob) for c in found if c.kind in ("added", "modified") and c.new_blob is not None
+        )
         for change in found:
-            if change.kind == "deleted" and added:
-                change = MigrationChange(
-                    change.commit,
-                    change.kind,
-                    change.migrations_dir,
-                    change.name,
-                    None,
-                    change.old_blob,
-                    None,
-                    added,
-                )
+            removal = change.kind == "deleted" or (
+                change.kind == "renamed" and change.renamed_to != change.name
+            )
+            if removal and landed:
+                change = replace(change, added_with=tuple(item for item in landed if item[0] != change.name))
             changes.setdefault(change.name, []).append(change)
     return {name: tuple(items) for name, items in changes.items()}
 
