@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from migwatch.git import list_worktrees
-from migwatch.gitindex import GitIndexCache, build_index
+from migwatch.gitindex import GitIndexCache, build_index, read_blobs, removal_reached
 from migwatch.migindex import MigrationIndex, parse_log, parse_refs, parse_tree
+from migwatch.whereabouts import Holder, Whereabouts, locate, sql_contains
 from tests.support.gitrepo import PrismaRepo
 
 DIR = "apps/web/prisma/migrations"
@@ -181,3 +182,76 @@ def test_parsers_ignore_garbage() -> None:
     assert parse_refs("nonsense\n\0\0\0\0\n") == []
     assert parse_log("\x1egarbage\0:100644", [DIR]) == {}
     assert parse_tree(b"40000 x") == {}
+
+
+# ------------------------------------------------------------------------------ whereabouts from the index
+
+
+def _locate(
+    repo: PrismaRepo, worktree: Path, name: str, base: str | None = "main", **kwargs: object
+) -> Whereabouts:
+    """What the pipeline does: the index, the removal this HEAD or the base reached, the blobs."""
+    worktrees = list_worktrees(repo.main, env=repo.env)
+    index = GitIndexCache().index(repo.main, [DIR], worktrees, env=repo.env)
+    here = next(w for w in worktrees if w.path == worktree)
+    heads = [h for h in (here.head, base and repo.git(repo.main, "rev-parse", base)) if h]
+    removal = removal_reached(repo.main, index.history_of(name), heads, env=repo.env)
+    shas = [b for c in index.history_of(name) for b in (c.old_blob, *(blob for _, blob in c.added_with)) if b]
+    blobs = read_blobs(repo.main, shas, env=repo.env)
+    return locate(index, name, here, DIR, base_branch=base, removed_upstream=removal, blobs=blobs, **kwargs)  # type: ignore[arg-type]
+
+
+def test_whereabouts_follow_the_history(history: PrismaRepo) -> None:
+    main = history.main
+    first = history.git(main, "rev-list", "--max-parents=0", "HEAD")
+    old = history.add_worktree("web-old", "feature/old", first)
+    # This HEAD still has it: only the working tree lost it.
+    assert _locate(history, main, FIXED).kind == "restore"
+    # The base branch removed it: an old branch that still has it must not be merged.
+    billing = _locate(history, old, BILLING)
+    assert (billing.kind, billing.removal and billing.removal.commit.subject) == (
+        "removed_here",
+        "Remove billing",
+    )
+    assert billing.successors == ()
+    # Without a base branch the branch whose tip has it is the answer.
+    assert (
+        _locate(history, old, BILLING, base=None).kind,
+        _locate(history, old, BILLING, base=None).merge_ref,
+    ) == (
+        "branch",
+        "feature/billing-v2",
+    )
+    renamed = _locate(history, old, TYPO)
+    assert (renamed.kind, renamed.successors) == ("removed_here", (FIXED,))
+    squashed = _locate(history, old, TEMPLATES_B)
+    assert (squashed.kind, squashed.successors) == ("removed_here", (SQUASHED,))
+    assert _locate(history, old, INIT).merge_ref == "main"
+    assert _locate(history, old, "20990101000000_never_committed").kind == "gone"
+
+
+def test_whereabouts_of_an_uncommitted_migration(history: PrismaRepo) -> None:
+    billing_wt = history.main.parent / "web-billing"
+    history.write_migration(billing_wt, "20250601000000_wip", "SELECT 1;\n")
+    worktrees = {w.path: w for w in list_worktrees(history.main, env=history.env)}
+    holder = Holder(worktrees[billing_wt], DIR)
+    found = _locate(history, history.main, "20250601000000_wip", holders=[holder])
+    assert (found.kind, found.holder) == ("uncommitted", holder)
+
+
+def test_whereabouts_without_git_history(history: PrismaRepo) -> None:
+    index = MigrationIndex(key="", migrations_dirs=(DIR,), problem="git is not installed (no 'git' on PATH)")
+    worktree = list_worktrees(history.main, env=history.env)[0]
+    found = locate(index, BILLING, worktree, DIR)
+    assert (found.kind, found.note) == (
+        "unknown",
+        "git history not read: git is not installed (no 'git' on PATH)",
+    )
+
+
+def test_sql_containment_ignores_comments_and_layout() -> None:
+    assert sql_contains(
+        '-- squashed\nCREATE TABLE "A" (id INT);\n\nCREATE TABLE "B" (id INT);', 'CREATE TABLE "A"\n(id INT);'
+    )
+    assert not sql_contains('CREATE TABLE "A" (id INT);', 'CREATE TABLE "B" (id INT);')
+    assert not sql_contains("SELECT 1;", "-- only a comment\n")
