@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+# platformdirs and logging.handlers are imported where they are used: `configure_stderr` runs for
+# every command, including `migwatch guard`, which must start in tens of milliseconds.
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -24,6 +24,8 @@ class _UTCFormatter(logging.Formatter):
 
 def default_log_dir() -> Path:
     """The platform log folder (~/.local/state/migwatch/log, ~/Library/Logs/migwatch)."""
+    import platformdirs
+
     return platformdirs.user_log_path("migwatch")
 
 
@@ -33,6 +35,8 @@ def default_log_file() -> Path:
 
 def default_state_dir() -> Path:
     """Where the alert state and the daemon's lock live."""
+    import platformdirs
+
     return platformdirs.user_state_path("migwatch")
 
 
@@ -54,17 +58,29 @@ def configure_stderr(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def add_file_log(path: Path, level: str, *, max_bytes: int = 5_000_000, backups: int = 5) -> logging.Handler:
-    """A rotating, one-line-per-event log file (UTC timestamps); returns the handler to remove later."""
+def add_file_log(
+    path: Path,
+    level: str,
+    *,
+    max_bytes: int = 5_000_000,
+    backups: int = 5,
+    logger: logging.Logger | None = None,
+) -> logging.Handler:
+    """A rotating, one-line-per-event log file (UTC timestamps) on `logger` (default: the root logger).
+
+    Returns the handler to remove later.
+    """
+    import logging.handlers
+
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
     )
     handler.setFormatter(_UTCFormatter(LOG_FORMAT, DATE_FORMAT))
     handler.setLevel(getattr(logging, level.upper(), logging.INFO))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(min(root.level or logging.WARNING, handler.level))
+    target = logger or logging.getLogger()
+    target.addHandler(handler)
+    target.setLevel(min(target.level or logging.WARNING, handler.level))
     return handler
 
 
