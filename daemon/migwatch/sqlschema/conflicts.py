@@ -98,5 +98,7 @@ def deploy_outcome(clash: Clash, applied: str, origin: str) -> str:
         how = "added" if done.action is Action.CREATE else "changed"
         return f"its deploy will fail: {done.obj} already exists, {how} by {source}"
     if done.action is Action.USE:
-        return f"its deploy {phrase(pending)}, which {source} still uses: it {phrase(done).split(', which')[0]}"
+        return (
+            f"its deploy {phrase(pending)}, which {source} still uses: it {phrase(done).split(', which')[0]}"
+        )
     return f"its deploy {phrase(pending)} after {source}, which {phrase(done)}"
