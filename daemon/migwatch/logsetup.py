@@ -6,6 +6,7 @@ import logging
 import logging.handlers
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,11 @@ def quote_value(value: Any) -> str:
         .replace("\t", "\\t")
     )
     return f'"{escaped}"'
+
+
+def key_values(fields: Iterable[tuple[str, object]]) -> str:
+    """`code=pending fix="cd /a && …"`: the one `key=value` form of every log line; None values are left out."""
+    return " ".join(f"{key}={quote_value(value)}" for key, value in fields if value is not None)
 
 
 def one_line(exc: BaseException) -> str:

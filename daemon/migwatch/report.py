@@ -179,11 +179,8 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
             for finding in project.findings:
                 tag = paint(f"{finding.severity.value.upper():7}", finding.severity.value)
                 lines.append(f"  {tag} {finding.code}: {finding.message}")
-                for step in finding.fix:
-                    prefix = "" if step.startswith(("why:", "#", "Do not")) else "$ "
-                    lines.append(
-                        f"          {paint(prefix + step, 'dim') if prefix == '' else prefix + step}"
-                    )
+                for is_command, line in finding.fix.shown():
+                    lines.append(f"          $ {line}" if is_command else f"          {paint(line, 'dim')}")
         else:
             lines.append(paint("  no problems found", "ok"))
         lines.append("")

@@ -225,6 +225,16 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add("behind-nowhere", project(alone, both))
     add("behind-nowhere-rolled-back", project(alone, [row(INIT), row(SECOND, rolled_back=True)]))
     add("behind-nowhere-failed", project(alone, [row(INIT), row(SECOND, failed=True)]))
+    hostile_name = "20251002000000_it's; $(rm -rf ~)"
+    add("failed-hostile-name", project([member(MAIN, [INIT])], [row(INIT), row(hostile_name, failed=True)]))
+    add("behind-control-character-name", project(alone, [row(INIT), row("20251002000000_bell\x07")]))
+    add(
+        "not-managed-hostile-name",
+        project(
+            [member(HOSTILE, [hostile_name])],
+            history=lambda ref: History(database=ref, reachable=True, has_table=False),
+        ),
+    )
     add("behind-hostile-name", project(alone, [row(INIT), row("20251002000000_it's; DROP TABLE x")]))
     hostile = [member(MAIN, [INIT]), member(HOSTILE, [INIT, SECOND])]
     add(
