@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from migwatch import catalogue
+from migwatch.display import visible
 from migwatch.model import Finding, Severity
 
 FindingKey = tuple[str, str, str | None, str | None, str | None]
@@ -244,24 +245,29 @@ def _last_segment(path: str) -> str:
 
 def alert_title(kind: AlertKind, finding: Finding) -> str:
     """`Americano-epic3: behind the database`, or `…: resolved — behind the database`."""
-    problem = short_problem(finding)
+    problem = visible(short_problem(finding))
+    prefix = visible(title_prefix(finding))
     if kind == "resolved":
-        return f"{title_prefix(finding)}: resolved — {problem}"
-    return f"{title_prefix(finding)}: {problem}"
+        return f"{prefix}: resolved — {problem}"
+    return f"{prefix}: {problem}"
 
 
 def alert_body(kind: AlertKind, finding: Finding) -> str:
-    """Migration, origin and the fix's headline, one per line."""
+    """Migration, origin and the fix's headline, one per line.
+
+    Each field is made visible and clipped on its own (display.FIELD_LIMIT), so the body stays a few
+    lines long whatever a row or a folder holds.
+    """
     lines: list[str] = []
     if finding.migration:
-        lines.append(f"Migration: {finding.migration}")
+        lines.append(f"Migration: {visible(finding.migration)}")
     if finding.origin:
-        lines.append(f"From: {finding.origin.describe()}")
+        lines.append(f"From: {visible(finding.origin.describe())}")
     headline = finding.fix.headline
     if kind != "resolved" and headline:
-        lines.append(headline)
+        lines.append(visible(headline))
     if not lines:
-        lines.append(finding.message)
+        lines.append(visible(finding.message))
     return "\n".join(lines)
 
 
