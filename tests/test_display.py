@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shlex
 import sys
 import time
 from contextlib import closing
@@ -136,7 +137,11 @@ def test_status_table_cannot_be_forged(colour: bool) -> None:
     assert len(lines) == 1 + 1 + len(names) + 1 + 3 * len(findings) + 1 + 1
     assert "  evil-worktree" not in [line[:15] for line in lines]
     for name in names:
-        assert f"$ cd /x && npx prisma migrate resolve --rolled-back {visible(name, COMMAND_LIMIT)}" in text
+        quoted = shlex.quote(name)  # the name is one shell word; then made visible and clipped
+        assert (
+            f"$ {visible(f'cd /x && npx prisma migrate resolve --rolled-back {quoted}', COMMAND_LIMIT)}"
+            in text
+        )
     if colour:  # the only escapes are migwatch's own colours
         assert "\x1b]" not in text and "\x1b[2J" not in text
 
