@@ -27,9 +27,12 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from migwatch.model import Finding
 from migwatch.scripts import PrismaScript, resolve_command
+
+if TYPE_CHECKING:  # the model module is not needed to decide for a command guard lets through
+    from migwatch.model import Finding
 
 # Programs that run other programs: a command line they start that names `prisma` somewhere is read
 # from that word on when `resolve_command` cannot tell (`pnpm --filter web exec prisma …` for a

@@ -10,7 +10,6 @@ guard lets through is exec'd before psycopg, yaml or jsonschema are loaded.
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import sys
@@ -52,6 +51,7 @@ class GuardContext:
     log_file: Path | None = None  # from the config; None: the platform default
     log_level: str = "info"
     notes: tuple[str, ...] = field(default=())
+    verbose: bool = False
 
 
 def guard_command(argv: Sequence[str], cwd: Path, ctx: GuardContext, *, force: bool) -> int:
@@ -151,6 +151,9 @@ def worktree_state(
 ) -> tuple[GuardState, GuardContext]:
     """This worktree's `GuardState` (and the context with the config's log settings and notes)."""
     from migwatch import git as gitio
+    from migwatch.logsetup import configure_stderr
+
+    configure_stderr(ctx.verbose)  # here, not in `main`: a command guard lets through needs no logging
 
     try:
         top = Path(gitio.run_git(cwd, "rev-parse", "--show-toplevel", env=ctx.env).strip())
@@ -285,6 +288,8 @@ def log_decision(
     agent: str | None = None,
 ) -> None:
     """One `GUARD <verdict> key=value …` line in the daemon's log file (never raises)."""
+    import logging
+
     from migwatch.logsetup import add_file_log, default_log_file, quote_value
 
     verdict = "force" if forced else decision.verdict.value
