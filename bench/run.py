@@ -22,6 +22,7 @@ for _path in (str(REPO_ROOT), str(BENCH_DIR)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from bench_attribution import bench_attribution  # noqa: E402
 from bench_daemon import (  # noqa: E402
     bench_db_change,
     bench_file_change,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[World, BenchResult], None]] = {
     "file_change_to_notification": bench_file_change,
     "db_change_to_notification": bench_db_change,
     "idle_daemon": bench_idle,
+    "attribution_long_history": bench_attribution,
 }
 RESULTS = BENCH_DIR / "results.json"
 QUICK_RESULTS = BENCH_DIR / "work" / "results.quick.json"

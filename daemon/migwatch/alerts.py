@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from migwatch.display import visible
 from migwatch.model import Finding, Severity
 
 FindingKey = tuple[str, str, str | None, str | None, str | None]
@@ -258,24 +259,29 @@ def _last_segment(path: str) -> str:
 
 def alert_title(kind: AlertKind, finding: Finding) -> str:
     """`Americano-epic3: behind the database`, or `…: resolved — behind the database`."""
-    problem = short_problem(finding)
+    problem = visible(short_problem(finding))
+    prefix = visible(title_prefix(finding))
     if kind == "resolved":
-        return f"{title_prefix(finding)}: resolved — {problem}"
-    return f"{title_prefix(finding)}: {problem}"
+        return f"{prefix}: resolved — {problem}"
+    return f"{prefix}: {problem}"
 
 
 def alert_body(kind: AlertKind, finding: Finding) -> str:
-    """Migration, origin (first `found_in` entry) and the first fix line, one per line."""
+    """Migration, origin (first `found_in` entry) and the first fix line, one per line.
+
+    Each field is made visible and clipped on its own (display.FIELD_LIMIT), so the body stays a few
+    lines long whatever a row or a folder holds.
+    """
     lines: list[str] = []
     if finding.migration:
-        lines.append(f"Migration: {finding.migration}")
+        lines.append(f"Migration: {visible(finding.migration)}")
     origin = _origin(finding.details.get("found_in"))
     if origin:
-        lines.append(f"From: {origin}")
+        lines.append(f"From: {visible(origin)}")
     if kind != "resolved" and finding.fix:
-        lines.append(finding.fix[0])
+        lines.append(visible(finding.fix[0]))
     if not lines:
-        lines.append(finding.message)
+        lines.append(visible(finding.message))
     return "\n".join(lines)
 
 

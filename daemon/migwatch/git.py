@@ -27,8 +27,14 @@ def run_git(
     return completed.decode("utf-8", "replace") if text else completed.decode("latin-1")
 
 
-def run_git_bytes(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True) -> bytes:
-    """Run git and return raw stdout bytes (for blob contents)."""
+def run_git_bytes(
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    stdin: bytes | None = None,
+) -> bytes:
+    """Run git and return raw stdout bytes (for blob contents); `stdin` feeds `cat-file --batch` & co."""
     run_env = dict(os.environ if env is None else env)
     run_env.setdefault("GIT_OPTIONAL_LOCKS", "0")  # a watcher must never take git's index lock
     run_env["LC_ALL"] = "C"
@@ -36,6 +42,8 @@ def run_git_bytes(cwd: Path, *args: str, env: Mapping[str, str] | None = None, c
         completed = subprocess.run(
             ["git", "-C", str(cwd), *args],
             capture_output=True,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
             env=run_env,
             timeout=GIT_TIMEOUT,
             check=False,

@@ -22,6 +22,7 @@ from migwatch.config import (
 )
 from migwatch.dburl import group_key, parse_postgres, redact
 from migwatch.discovery import discover_worktree
+from migwatch.display import COMMAND_LIMIT, visible
 from migwatch.migrations import read_folder
 from migwatch.model import DatabaseRef, PrismaSetup, Worktree
 
@@ -285,7 +286,8 @@ def init_command(
         )
     lines += _next_steps(scan, config_path, env, print_only=print_only, exists=exists)
     summary = err if print_only else out
-    summary.write(_redact_everything("\n".join(lines)) + "\n")
+    # One element of `lines` is one line: a name or a path holding a newline or an escape cannot add one.
+    summary.write("\n".join(visible(_redact_everything(line), COMMAND_LIMIT) for line in lines) + "\n")
     return 0
 
 
