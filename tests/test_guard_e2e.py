@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from migwatch.cli import main
+from migwatch.guard import setup_lines
 from tests.support.gitrepo import SEED_BEHAVIORAL, SEED_VECTOR_INDEXES, PrismaRepo, seed_migrations
 from tests.support.pg import PgDatabase
 from tests.support.prisma_rows import apply_like_prisma, create_history_table
@@ -419,3 +420,41 @@ def test_malformed_hook_payload_is_allowed_with_a_warning(
     code, out, err = hook(monkeypatch, capsys, agent, payload)
     assert (code, out) == (0, "" if agent == "claude-code" else "{}\n")
     assert err == f"migwatch guard --hook {agent}: unreadable hook payload: {problem}; allowing the command\n"
+
+
+def test_the_printed_alias_and_hooks_work(seed: Seed) -> None:
+    """What `migwatch init` prints, used verbatim: the alias in bash, each hook command with its payload."""
+    lines = setup_lines(f"migwatch --config {seed.config}", ["npx", "pnpm"])
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{seed.bin}{os.pathsep}{os.environ['PATH']}",
+    )
+    env.update(STUB_RECORD=str(seed.record), STUB_EXIT="0")
+    alias = next(line.strip() for line in lines if line.strip().startswith("alias npx="))
+    script = f"shopt -s expand_aliases\n{alias}\nnpx prisma migrate reset --force\n"
+    shell = subprocess.run(
+        ["bash", "-c", script],
+        cwd=seed.package(seed.repo.epic5),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 1
+    assert (
+        shell.stderr.splitlines()[0]
+        == f"migwatch guard: refused `npx prisma migrate reset --force` in {EPIC5}."
+    )
+    snippets = [json.loads(line) for line in lines if line.strip().startswith("{")]
+    payloads = [
+        claude_payload(seed.repo.epic5, "npx prisma migrate reset"),
+        gemini_payload(seed.repo.epic5, "npx prisma migrate reset"),
+    ]
+    for snippet, payload in zip(snippets, payloads, strict=True):
+        (event,) = snippet["hooks"].values()
+        command = event[0]["hooks"][0]["command"]
+        ran = subprocess.run(
+            command, shell=True, input=payload, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert (ran.returncode, ran.stderr) == (0, "")
+        assert "deny" in json.dumps(json.loads(ran.stdout))

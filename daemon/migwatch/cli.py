@@ -185,7 +185,7 @@ def cmd_guard(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("migwatch guard: give the command to run after --: migwatch guard -- npx prisma …")
     # The config is read only for a command guard looks at (loading it costs ~0.1 s).
     config = args.config.expanduser().resolve() if args.config else None
-    ctx = GuardContext(config_path=config, env=os.environ, err=sys.stderr)
+    ctx = GuardContext(config_path=config, env=os.environ, err=sys.stderr, verbose=args.verbose)
     if args.hook:
         return hook_command(args.hook, sys.stdin, out, ctx)
     return guard_command(argv, Path.cwd(), ctx, force=args.force)
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     err = err or sys.stderr
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        if args.command != "run":
+        if args.command not in ("run", "guard"):  # guard configures it only for the commands it checks
             from migwatch.logsetup import configure_stderr
 
             configure_stderr(args.verbose)

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import platformdirs
 import yaml
 
 from migwatch.configfile import ConfigInputError, load_yaml, read_config_text
 from migwatch.dburl import redact
 from migwatch.display import visible
+
+# jsonschema (~0.1 s to import) and platformdirs are imported where they are used: `migwatch guard`
+# needs this module's types on every guarded command, and validation only when a config file exists.
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def default_config_path(env: Mapping[str, str]) -> Path:
             return Path(expand_path_text(configured, env)).absolute()
         except UnsetVariableError:
             return Path(configured).absolute()
+    import platformdirs
+
     return platformdirs.user_config_path("migwatch") / "config.yaml"
 
 
@@ -223,6 +226,8 @@ _TYPE_NAMES = {
 
 
 def _schema_problems(document: Any) -> set[Problem]:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(_schema())
     duration_schema = _schema()["$defs"]["duration"]
     problems: set[Problem] = set()
