@@ -868,7 +868,14 @@ def test_uncommenting_optional_keys_keeps_valid_yaml(tmp_path: Path, env: dict[s
         ignore_worktrees=("*/tmp-*",),
     )
     assert config.notifiers.command_argv is None  # uncommented argv, still disabled
-    info_codes = {"behind_base", "not_managed", "migration_running", "worktree_prunable", "discovery"}
+    info_codes = {
+        "behind_base",
+        "not_managed",
+        "migration_running",
+        "unsupported_provider",
+        "worktree_prunable",
+        "discovery",
+    }
     assert dict(config.alert_codes) == {code: code in info_codes for code in alert_codes()}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shlex
 import sys
 import time
 from contextlib import closing
@@ -16,7 +17,7 @@ from migwatch.cli import main
 from migwatch.config import load_config
 from migwatch.display import COMMAND_LIMIT, FIELD_LIMIT, visible
 from migwatch.logsetup import add_file_log, quote_value
-from migwatch.model import Finding, Severity
+from migwatch.model import Command, Finding, Fix, Origin, Severity
 from migwatch.notify.desktop import DesktopNotifierThread
 from migwatch.notify.dispatch import Dispatcher
 from migwatch.notify.logfile import LogNotifier, format_alert_line
@@ -89,8 +90,14 @@ def _finding(migration: str, *, message: str | None = None, logs: str = "") -> F
         worktree=EPIC3,
         migration=migration,
         message=message or f"{migration} failed in {DB}. Log: {logs}",
-        fix=(f"cd /x && npx prisma migrate resolve --rolled-back {migration}", "why: P3009"),
+        fix=Fix(
+            steps=(
+                Command(("npx", "prisma", "migrate", "resolve", "--rolled-back", migration), cwd=Path("/x")),
+            ),
+            why="P3009",
+        ),
         details={"found_in": [{"worktree": "/p/Americano-epic5", "branch": f"feature/{migration}"}]},
+        origin=Origin("/p/Americano-epic5", f"feature/{migration}"),
     )
 
 
@@ -130,7 +137,11 @@ def test_status_table_cannot_be_forged(colour: bool) -> None:
     assert len(lines) == 1 + 1 + len(names) + 1 + 3 * len(findings) + 1 + 1
     assert "  evil-worktree" not in [line[:15] for line in lines]
     for name in names:
-        assert f"$ cd /x && npx prisma migrate resolve --rolled-back {visible(name, COMMAND_LIMIT)}" in text
+        quoted = shlex.quote(name)  # the name is one shell word; then made visible and clipped
+        assert (
+            f"$ {visible(f'cd /x && npx prisma migrate resolve --rolled-back {quoted}', COMMAND_LIMIT)}"
+            in text
+        )
     if colour:  # the only escapes are migwatch's own colours
         assert "\x1b]" not in text and "\x1b[2J" not in text
 
@@ -145,7 +156,7 @@ def test_a_ten_megabyte_row_gives_a_bounded_notification_and_log_line(tmp_path: 
     assert alert.body.splitlines() == [
         f"Migration: {visible(finding.migration)}",
         f"From: {visible('feature/' + str(finding.migration))} (Americano-epic5)",
-        visible(finding.fix[0]),
+        visible(finding.fix.headline or ""),
     ]
     block = format_alert_block(alert)
     assert len(block.splitlines()) == 4 and raw_controls(block) == []
@@ -228,7 +239,7 @@ def test_hostile_names_in_status_log_and_desktop_notifications(
     report = run_status(load_config(config_path), CheckOptions(env=git_env))
     findings = report.findings
     assert {f.migration for f in findings} >= {HOSTILE_PENDING, HOSTILE_FAILED}
-    commands = [step for f in findings for step in f.fix if not step.startswith(("why:", "#", "Do not"))]
+    commands = [step for f in findings for step in f.fix.steps if isinstance(step, Command)]
     lines = text.splitlines()
     assert sum(1 for line in lines if line.lstrip().startswith("$ ")) == len(commands)
     header = next(index for index, line in enumerate(lines) if line.startswith("  WORKTREE"))

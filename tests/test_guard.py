@@ -21,7 +21,7 @@ from migwatch.guard import (
     worktree_root,
 )
 from migwatch.guardrun import commands_by_folder
-from migwatch.model import Finding, Severity
+from migwatch.model import Command, Finding, Fix, Severity
 
 RESET, DEV, PUSH, LOSS = Action.RESET, Action.DEV, Action.PUSH, Action.PUSH_DATA_LOSS
 
@@ -122,7 +122,10 @@ def test_cd_moves_the_folder_of_later_commands(tmp_path: Path) -> None:
 DB = "postgresql://kyin@localhost:5432/americano?schema=public"
 HERE = "Americano-epic3 (feature/epic-3)"
 OTHERS = ("Americano (main)", "Americano-epic5 (feature/epic-5)")
-BEHIND_FIX = ("git -C /w/Americano-epic3 merge feature/epic-5", "why: the folder lives on feature/epic-5")
+BEHIND_FIX = Fix(
+    steps=(Command(("git", "-C", "/w/Americano-epic3", "merge", "feature/epic-5")),),
+    why="the folder lives on feature/epic-5",
+)
 
 
 def _state(**changes: object) -> GuardState:
@@ -136,7 +139,7 @@ def _state(**changes: object) -> GuardState:
     return GuardState(**values)  # type: ignore[arg-type]
 
 
-def _finding(code: str, fix: tuple[str, ...]) -> Finding:
+def _finding(code: str, fix: Fix) -> Finding:
     return Finding(code, Severity.ERROR, "americano", DB, "/w/Americano-epic3", "m", "message", fix)
 
 
@@ -146,7 +149,7 @@ def test_migrate_dev_behind_is_refused_with_the_fix() -> None:
         pending=("20251016000000_create_vector_indexes",),
         findings=(
             _finding("behind_database", BEHIND_FIX),
-            _finding("pending", ("npx prisma migrate deploy",)),
+            _finding("pending", Fix(steps=(Command(("npx", "prisma", "migrate", "deploy")),))),
         ),
     )
     decision = decide([GuardedCommand(DEV, ("migrate", "dev"))], state, "npx prisma migrate dev")

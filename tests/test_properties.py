@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from migwatch.alerts import AlertPolicy, AlertState, update
 from migwatch.display import FIELD_LIMIT, visible
 from migwatch.logsetup import quote_value
-from migwatch.model import Finding, Severity
+from migwatch.model import Finding, Origin, Severity
 from migwatch.notify.logfile import format_alert_line
 from migwatch.notify.terminal import format_alert_block
 from migwatch.report import DatabaseSummary, ProjectReport, StatusReport, WorktreeSummary, render_text
@@ -76,8 +76,8 @@ def _finding(name: str, folder: str, branch: str, logs: str) -> Finding:
         worktree=f"/p/{folder}",
         migration=name,
         message=f"{name} failed. Log: {logs}",
-        fix=(),
         details={"found_in": [{"worktree": f"/p/{folder}", "branch": branch}]},
+        origin=Origin(f"/p/{folder}", branch),
     )
 
 

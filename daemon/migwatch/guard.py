@@ -268,7 +268,7 @@ def _instead(command: GuardedCommand, state: GuardState) -> list[str]:
     if fixes:
         lines = ["Instead, first:"]
         for finding in fixes:
-            lines += [f"  {line}" for line in finding.fix]
+            lines += [f"  {line}" for line in finding.fix.lines()]
         return [*lines, "  then run the command again."]
     if command.action is Action.DEV:
         return []

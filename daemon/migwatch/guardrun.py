@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from migwatch.agenthooks import MAX_PAYLOAD_BYTES, PROTOCOLS, PayloadError, answer, read_shell_call
+from migwatch.display import COMMAND_LIMIT, visible
 from migwatch.guard import (
     Decision,
     GuardedCommand,
@@ -63,18 +64,27 @@ def guard_command(argv: Sequence[str], cwd: Path, ctx: GuardContext, *, force: b
     state, ctx = worktree_state(cwd, commands, ctx)
     decision = decide(commands, state, shown)
     for note in ctx.notes:
-        ctx.err.write(f"migwatch guard: {note}\n")
+        ctx.err.write(visible(f"migwatch guard: {note}", COMMAND_LIMIT) + "\n")
     if decision.verdict is Verdict.REFUSE:
         if not force:
             log_decision(ctx, decision, state, shown)
-            ctx.err.write("\n".join([*decision.lines, force_line(shown)]) + "\n")
+            ctx.err.write(
+                "\n".join(visible(line, COMMAND_LIMIT) for line in [*decision.lines, force_line(shown)])
+                + "\n"
+            )
             return EXIT_REFUSED
         log_decision(ctx, decision, state, shown, forced=True)
-        ctx.err.write(f"migwatch guard: --force: running `{shown}` although guard refuses it (logged)\n")
+        ctx.err.write(
+            visible(
+                f"migwatch guard: --force: running `{shown}` although guard refuses it (logged)",
+                COMMAND_LIMIT,
+            )
+            + "\n"
+        )
         return execute(argv, ctx.err)
     log_decision(ctx, decision, state, shown)
-    for line in decision.lines:
-        ctx.err.write(line + "\n")
+    for line in decision.lines:  # names of worktrees, branches and migrations: shown, never acted on
+        ctx.err.write(visible(line, COMMAND_LIMIT) + "\n")
     return execute(argv, ctx.err)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,11 @@ def quote_value(value: Any, limit: int = FIELD_LIMIT) -> str:
     if text and not _NEEDS_QUOTES.search(text) and visible(text, limit) == text:
         return text
     return '"' + visible(text.replace("\\", "\\\\").replace('"', '\\"'), limit) + '"'
+
+
+def key_values(fields: Iterable[tuple[str, object]]) -> str:
+    """`code=pending fix="cd /a && …"`: the one `key=value` form of every log line; None values are left out."""
+    return " ".join(f"{key}={quote_value(value)}" for key, value in fields if value is not None)
 
 
 def one_line(exc: BaseException) -> str:

@@ -166,12 +166,9 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
             for finding in project.findings:
                 tag = paint(f"{finding.severity.value.upper():7}", finding.severity.value)
                 lines.append(f"  {tag} {finding.code}: {visible(finding.message)}")
-                for step in finding.fix:
-                    prefix = "" if step.startswith(("why:", "#", "Do not")) else "$ "
-                    shown = visible(step, COMMAND_LIMIT)
-                    lines.append(
-                        f"          {paint(prefix + shown, 'dim') if prefix == '' else prefix + shown}"
-                    )
+                for is_command, line in finding.fix.shown():
+                    shown = visible(line, COMMAND_LIMIT)
+                    lines.append(f"          $ {shown}" if is_command else f"          {paint(shown, 'dim')}")
         else:
             lines.append(paint("  no problems found", "ok"))
         lines.append("")
