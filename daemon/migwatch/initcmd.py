@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shlex
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from migwatch import git as gitio
+from migwatch import shellquote
 from migwatch.config import (
     ConfigError,
     default_config_path,
@@ -296,11 +296,16 @@ def init_command(
 def _next_steps(
     scan: RepositoryScan, config_path: Path, env: Mapping[str, str], *, print_only: bool, exists: bool
 ) -> list[str]:
-    option = "" if config_path == default_config_path(env) else f" --config {config_path}"
+    option = (
+        "" if config_path == default_config_path(env) else f" --config {shellquote.quote(str(config_path))}"
+    )
     steps: list[tuple[str, str]] = []
     if print_only:
         steps.append(
-            ("write this config:", f"migwatch{option} init{' --force' if exists else ''} {scan.repo}")
+            (
+                "write this config:",
+                f"migwatch{option} init{' --force' if exists else ''} {shellquote.quote(str(scan.repo))}",
+            )
         )
     steps.append(("check every worktree now:", f"migwatch{option} status"))
     steps.append(("watch in the background, with desktop alerts:", f"migwatch{option} service install"))
@@ -320,7 +325,9 @@ def _guard_lines(scan: RepositoryScan, config_path: Path, env: Mapping[str, str]
     from migwatch.guard import setup_lines
     from migwatch.scripts import package_manager
 
-    option = "" if config_path == default_config_path(env) else f" --config {shlex.quote(str(config_path))}"
+    option = (
+        "" if config_path == default_config_path(env) else f" --config {shellquote.quote(str(config_path))}"
+    )
     package_dir = scan.setups[0].package_dir if scan.setups else scan.repo
     manager, _ = package_manager(scan.repo, package_dir)
     return setup_lines(f"migwatch{option}", ["npx", manager])
