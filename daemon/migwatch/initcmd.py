@@ -24,6 +24,7 @@ from migwatch.config import (
 from migwatch.dburl import group_key, parse_postgres, redact
 from migwatch.discovery import discover_worktree
 from migwatch.display import COMMAND_LIMIT, visible
+from migwatch.errors import UserError
 from migwatch.migrations import read_folder
 from migwatch.model import DatabaseRef, PrismaSetup, Worktree
 
@@ -44,7 +45,7 @@ def _redact_everything(text: str) -> str:
     return _ANY_CREDENTIALS.sub(r"\g<keep>:***@", redact(text))
 
 
-class InitError(Exception):
+class InitError(UserError):
     """`migwatch init` cannot go on; the message is one line for the user (exit 2)."""
 
 
