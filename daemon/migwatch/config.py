@@ -73,6 +73,7 @@ class ProjectConfig:
     base_branch: str | None = None
     database_url: str | None = field(default=None, repr=False)
     ignore_worktrees: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()  # env files relative to each worktree, read before Prisma's own rules
 
 
 @dataclass(frozen=True)
@@ -507,6 +508,7 @@ def _build_project(project: dict[str, Any], env: Mapping[str, str], base_dir: Pa
         base_branch=project.get("base_branch"),
         database_url=expand_variables(database_url, env) if database_url is not None else None,
         ignore_worktrees=tuple(expand_path_text(glob, env) for glob in project.get("ignore_worktrees") or ()),
+        env_files=tuple(project.get("env_files") or ()),
     )
 
 
