@@ -121,9 +121,11 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.display import visible
+
     config = _load(args)
     out.write(
-        f"{config.source}: ok ({len(config.projects)} project{'s' if len(config.projects) != 1 else ''})\n"
+        f"{visible(config.source)}: ok ({len(config.projects)} project{'s' if len(config.projects) != 1 else ''})\n"
     )
     return EXIT_OK
 
@@ -151,6 +153,7 @@ def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.display import visible
     from migwatch.notify.dispatch import Dispatcher, build_notifiers, notify_test
 
     config = _load(args)
@@ -167,7 +170,7 @@ def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
         dispatcher.close()
     failed = 0
     for name, ok, detail in results:
-        out.write(f"{name}: {'ok' if ok else 'FAILED'}{' — ' + detail if detail else ''}\n")
+        out.write(visible(f"{name}: {'ok' if ok else 'FAILED'}{' — ' + detail if detail else ''}") + "\n")
         failed += not ok
     return EXIT_PROBLEMS if failed else EXIT_OK
 
@@ -182,7 +185,7 @@ def cmd_guard(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("migwatch guard: give the command to run after --: migwatch guard -- npx prisma …")
     # The config is read only for a command guard looks at (loading it costs ~0.1 s).
     config = args.config.expanduser().resolve() if args.config else None
-    ctx = GuardContext(config_path=config, env=os.environ, err=sys.stderr)
+    ctx = GuardContext(config_path=config, env=os.environ, err=sys.stderr, verbose=args.verbose)
     if args.hook:
         return hook_command(args.hook, sys.stdin, out, ctx)
     return guard_command(argv, Path.cwd(), ctx, force=args.force)
@@ -230,23 +233,23 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     err = err or sys.stderr
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        if args.command != "run":
+        if args.command not in ("run", "guard"):  # guard configures it only for the commands it checks
             from migwatch.logsetup import configure_stderr
 
             configure_stderr(args.verbose)
         return COMMANDS[args.command](args, out)
     except UsageError as exc:
-        err.write(f"{redact(str(exc))}\n")
+        _say(err, redact(str(exc)))
         return EXIT_USAGE
     except _loaded("migwatch.config", "ConfigError") as exc:
         for line in exc.lines():
-            err.write(f"{line}\n")
+            _say(err, line)
         return EXIT_USAGE
     except _loaded("migwatch.initcmd", "InitError") as exc:
-        err.write(f"{redact(str(exc))}\n")
+        _say(err, redact(str(exc)))
         return EXIT_USAGE
     except _loaded("migwatch.service", "ServiceError") as exc:
-        err.write(f"migwatch: {redact(str(exc))}\n")
+        _say(err, f"migwatch: {redact(str(exc))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.write("migwatch: interrupted\n")
@@ -280,6 +283,13 @@ def redact(text: str) -> str:
     return redact_urls(text)
 
 
+def _say(err: TextIO, message: str) -> None:
+    """One line on stderr: whatever a path, a name or a driver put in the message stays on that line."""
+    from migwatch.display import visible
+
+    err.write(visible(message) + "\n")
+
+
 def _internal_error(exc: BaseException, err: TextIO) -> int:
     import traceback
     from datetime import datetime, timezone
@@ -295,5 +305,5 @@ def _internal_error(exc: BaseException, err: TextIO) -> int:
         where = f"the traceback is in {path}"
     except OSError:
         where = "the traceback could not be written"
-    err.write(f"migwatch: internal error: {redact(str(exc)) or type(exc).__name__} ({where})\n")
+    _say(err, f"migwatch: internal error: {redact(str(exc)) or type(exc).__name__} ({where})")
     return EXIT_INTERNAL

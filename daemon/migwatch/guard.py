@@ -27,9 +27,12 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from migwatch.model import Finding
 from migwatch.scripts import PrismaScript, resolve_command
+
+if TYPE_CHECKING:  # the model module is not needed to decide for a command guard lets through
+    from migwatch.model import Finding
 
 # Programs that run other programs: a command line they start that names `prisma` somewhere is read
 # from that word on when `resolve_command` cannot tell (`pnpm --filter web exec prisma …` for a
@@ -265,7 +268,7 @@ def _instead(command: GuardedCommand, state: GuardState) -> list[str]:
     if fixes:
         lines = ["Instead, first:"]
         for finding in fixes:
-            lines += [f"  {line}" for line in finding.fix]
+            lines += [f"  {line}" for line in finding.fix.lines()]
         return [*lines, "  then run the command again."]
     if command.action is Action.DEV:
         return []
@@ -287,3 +290,48 @@ def _names(names: Sequence[str]) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+# ---------------------------------------------------------------------------------------- set-up text
+
+
+def setup_lines(migwatch: str, managers: Sequence[str]) -> list[str]:
+    """What `migwatch init` prints to put guard in front of Prisma: shell aliases and the agents' hooks.
+
+    `migwatch` is how to call it (`migwatch`, or `migwatch --config PATH`); `managers` the runners a
+    person types (`npx`, and the project's package manager).
+    """
+    import json
+
+    aliases = [f"alias {m}={shlex.quote(f'{migwatch} guard -- {m}')}" for m in dict.fromkeys(managers)]
+    claude = {
+        "hooks": {
+            "PreToolUse": [
+                {
+                    "matcher": "Bash",
+                    "hooks": [{"type": "command", "command": f"{migwatch} guard --hook claude-code"}],
+                }
+            ]
+        }
+    }
+    gemini = {
+        "hooks": {
+            "BeforeTool": [
+                {
+                    "matcher": "run_shell_command",
+                    "hooks": [{"type": "command", "command": f"{migwatch} guard --hook gemini-cli"}],
+                }
+            ]
+        }
+    }
+    return [
+        "",
+        "Guard the shared database (refuses `prisma migrate reset` on it, and `prisma migrate dev` in a worktree",
+        "that is behind, diverged, edited or failed; everything else runs at once):",
+        "  for people, in ~/.bashrc or ~/.zshrc:",
+        *(f"    {alias}" for alias in aliases),
+        "  for Claude Code, merged into .claude/settings.json:",
+        f"    {json.dumps(claude)}",
+        "  for Gemini CLI, merged into .gemini/settings.json:",
+        f"    {json.dumps(gemini)}",
+    ]

@@ -10,7 +10,6 @@ guard lets through is exec'd before psycopg, yaml or jsonschema are loaded.
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from migwatch.agenthooks import MAX_PAYLOAD_BYTES, PROTOCOLS, PayloadError, answer, read_shell_call
+from migwatch.display import COMMAND_LIMIT, visible
 from migwatch.guard import (
     Decision,
     GuardedCommand,
@@ -52,6 +52,7 @@ class GuardContext:
     log_file: Path | None = None  # from the config; None: the platform default
     log_level: str = "info"
     notes: tuple[str, ...] = field(default=())
+    verbose: bool = False
 
 
 def guard_command(argv: Sequence[str], cwd: Path, ctx: GuardContext, *, force: bool) -> int:
@@ -63,18 +64,27 @@ def guard_command(argv: Sequence[str], cwd: Path, ctx: GuardContext, *, force: b
     state, ctx = worktree_state(cwd, commands, ctx)
     decision = decide(commands, state, shown)
     for note in ctx.notes:
-        ctx.err.write(f"migwatch guard: {note}\n")
+        ctx.err.write(visible(f"migwatch guard: {note}", COMMAND_LIMIT) + "\n")
     if decision.verdict is Verdict.REFUSE:
         if not force:
             log_decision(ctx, decision, state, shown)
-            ctx.err.write("\n".join([*decision.lines, force_line(shown)]) + "\n")
+            ctx.err.write(
+                "\n".join(visible(line, COMMAND_LIMIT) for line in [*decision.lines, force_line(shown)])
+                + "\n"
+            )
             return EXIT_REFUSED
         log_decision(ctx, decision, state, shown, forced=True)
-        ctx.err.write(f"migwatch guard: --force: running `{shown}` although guard refuses it (logged)\n")
+        ctx.err.write(
+            visible(
+                f"migwatch guard: --force: running `{shown}` although guard refuses it (logged)",
+                COMMAND_LIMIT,
+            )
+            + "\n"
+        )
         return execute(argv, ctx.err)
     log_decision(ctx, decision, state, shown)
-    for line in decision.lines:
-        ctx.err.write(line + "\n")
+    for line in decision.lines:  # names of worktrees, branches and migrations: shown, never acted on
+        ctx.err.write(visible(line, COMMAND_LIMIT) + "\n")
     return execute(argv, ctx.err)
 
 
@@ -151,6 +161,9 @@ def worktree_state(
 ) -> tuple[GuardState, GuardContext]:
     """This worktree's `GuardState` (and the context with the config's log settings and notes)."""
     from migwatch import git as gitio
+    from migwatch.logsetup import configure_stderr
+
+    configure_stderr(ctx.verbose)  # here, not in `main`: a command guard lets through needs no logging
 
     try:
         top = Path(gitio.run_git(cwd, "rev-parse", "--show-toplevel", env=ctx.env).strip())
@@ -285,6 +298,8 @@ def log_decision(
     agent: str | None = None,
 ) -> None:
     """One `GUARD <verdict> key=value …` line in the daemon's log file (never raises)."""
+    import logging
+
     from migwatch.logsetup import add_file_log, default_log_file, quote_value
 
     verdict = "force" if forced else decision.verdict.value

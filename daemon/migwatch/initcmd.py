@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from migwatch import git as gitio
+from migwatch import shellquote
 from migwatch.config import (
     ConfigError,
     default_config_path,
@@ -22,6 +23,7 @@ from migwatch.config import (
 )
 from migwatch.dburl import group_key, parse_postgres, redact
 from migwatch.discovery import discover_worktree
+from migwatch.display import COMMAND_LIMIT, visible
 from migwatch.migrations import read_folder
 from migwatch.model import DatabaseRef, PrismaSetup, Worktree
 
@@ -284,19 +286,26 @@ def init_command(
             + "."
         )
     lines += _next_steps(scan, config_path, env, print_only=print_only, exists=exists)
+    lines += _guard_lines(scan, config_path, env)
     summary = err if print_only else out
-    summary.write(_redact_everything("\n".join(lines)) + "\n")
+    # One element of `lines` is one line: a name or a path holding a newline or an escape cannot add one.
+    summary.write("\n".join(visible(_redact_everything(line), COMMAND_LIMIT) for line in lines) + "\n")
     return 0
 
 
 def _next_steps(
     scan: RepositoryScan, config_path: Path, env: Mapping[str, str], *, print_only: bool, exists: bool
 ) -> list[str]:
-    option = "" if config_path == default_config_path(env) else f" --config {config_path}"
+    option = (
+        "" if config_path == default_config_path(env) else f" --config {shellquote.quote(str(config_path))}"
+    )
     steps: list[tuple[str, str]] = []
     if print_only:
         steps.append(
-            ("write this config:", f"migwatch{option} init{' --force' if exists else ''} {scan.repo}")
+            (
+                "write this config:",
+                f"migwatch{option} init{' --force' if exists else ''} {shellquote.quote(str(scan.repo))}",
+            )
         )
     steps.append(("check every worktree now:", f"migwatch{option} status"))
     steps.append(("watch in the background, with desktop alerts:", f"migwatch{option} service install"))
@@ -309,3 +318,16 @@ def _next_steps(
         )
     lines += [f"  {why.ljust(width)}  {command}" for why, command in steps]
     return lines
+
+
+def _guard_lines(scan: RepositoryScan, config_path: Path, env: Mapping[str, str]) -> list[str]:
+    """The aliases and agent hooks that put `migwatch guard` in front of Prisma (see guard.setup_lines)."""
+    from migwatch.guard import setup_lines
+    from migwatch.scripts import package_manager
+
+    option = (
+        "" if config_path == default_config_path(env) else f" --config {shellquote.quote(str(config_path))}"
+    )
+    package_dir = scan.setups[0].package_dir if scan.setups else scan.repo
+    manager, _ = package_manager(scan.repo, package_dir)
+    return setup_lines(f"migwatch{option}", ["npx", manager])

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from migwatch.display import COMMAND_LIMIT, FIELD_LIMIT, visible
 
 # platformdirs and logging.handlers are imported where they are used: `configure_stderr` runs for
 # every command, including `migwatch guard`, which must start in tens of milliseconds.
@@ -16,7 +19,20 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 LOG_NAME = "migwatch.log"
 
 
-class _UTCFormatter(logging.Formatter):
+class _VisibleFormatter(logging.Formatter):
+    """Every log line's message made visible (display.visible) and bounded: a migration name, a row's
+    `logs` or a path can neither add log lines nor send escape sequences to whoever reads the log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.msg, record.args
+        record.msg, record.args = visible(record.getMessage(), COMMAND_LIMIT), None
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = saved
+
+
+class _UTCFormatter(_VisibleFormatter):
     @staticmethod
     def converter(timestamp: float | None = None) -> time.struct_time:
         return time.gmtime(timestamp)
@@ -51,7 +67,7 @@ def configure_stderr(verbose: bool) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("migwatch: %(message)s"))
+    handler.setFormatter(_VisibleFormatter("migwatch: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     for noisy in ("watchdog", "apscheduler", "git", "asyncio", "desktop_notifier", "psycopg"):
@@ -87,19 +103,18 @@ def add_file_log(
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 
 
-def quote_value(value: Any) -> str:
-    """A `key=value` log value: as is, or double-quoted (quotes escaped) when it holds spaces or quotes."""
-    text = str(value)
-    if text and not _NEEDS_QUOTES.search(text):
+def quote_value(value: Any, limit: int = FIELD_LIMIT) -> str:
+    """A `key=value` log value: as is, or double-quoted (quotes escaped) when it holds spaces, quotes or
+    characters that display.visible shows as escapes; clipped to `limit` characters with "…"."""
+    text = str(value)[: limit + 1]  # a 10 MB row's `logs` is never copied whole
+    if text and not _NEEDS_QUOTES.search(text) and visible(text, limit) == text:
         return text
-    escaped = (
-        text.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
-    return f'"{escaped}"'
+    return '"' + visible(text.replace("\\", "\\\\").replace('"', '\\"'), limit) + '"'
+
+
+def key_values(fields: Iterable[tuple[str, object]]) -> str:
+    """`code=pending fix="cd /a && …"`: the one `key=value` form of every log line; None values are left out."""
+    return " ".join(f"{key}={quote_value(value)}" for key, value in fields if value is not None)
 
 
 def one_line(exc: BaseException) -> str:

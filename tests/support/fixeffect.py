@@ -23,7 +23,7 @@ from pathlib import Path
 
 from migwatch import pipeline
 from migwatch.config import ProjectConfig
-from migwatch.model import Finding, Severity
+from migwatch.model import Command, Finding, Fix, Severity
 from tests.differential.oracle import ORACLE, ORACLE_HOME, OracleCall, oracle_environ, run_many
 
 TOOLS = ("pnpm@9.15.9", "dotenv-cli@8.0.0")
@@ -98,9 +98,9 @@ def fix_environ(root: Path, base: Mapping[str, str]) -> dict[str, str]:
     return environ
 
 
-def executable_lines(fix: Iterable[str]) -> list[str]:
-    """The fix lines a person would paste into a shell: not `why:` prose, not `#` comments."""
-    return [line for line in fix if line.strip() and not line.startswith(("why:", "#", "Do not ", "note:"))]
+def executable_lines(fix: Fix) -> list[str]:
+    """The fix lines a person would paste into a shell: its commands, not notes or prose."""
+    return [step.render() for step in fix.steps if isinstance(step, Command)]
 
 
 def execute(lines: Sequence[str], environ: Mapping[str, str], cwd: Path) -> list[str]:
@@ -183,7 +183,7 @@ def apply_fix(situation: Situation, finding: Finding, before: Sequence[Finding])
     lines = executable_lines(finding.fix)
     if not lines:
         raise FixEffectError(
-            f"{finding.code} {finding.migration}: no executable fix line in {list(finding.fix)}"
+            f"{finding.code} {finding.migration}: no executable fix line in {finding.fix.lines()}"
         )
     execute(lines, situation.environ, situation.repo.parent)
     after = project_findings(situation.repo, situation.environ)
