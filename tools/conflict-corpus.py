@@ -28,21 +28,21 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "daemon"))
 
-from migwatch.sqlschema import MigrationChanges, parse_migration  # noqa: E402
-from migwatch.sqlschema.conflicts import clashes  # noqa: E402
 from tests.support.applyorder import _PG_SNAPSHOT, Applied, apply_sqlite  # noqa: E402
 from tests.support.pg import PgServer  # noqa: E402
+
+from migwatch.sqlschema import MigrationChanges, parse_migration  # noqa: E402
+from migwatch.sqlschema.conflicts import clashes  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,13 @@ def situations(mirror: Mirror, project: Project, neighbours: bool) -> tuple[list
     for ref, tree in branches.items():
         mine, lacks = set(tree) - set(main), set(main) - set(tree)
         if lacks:
-            s = Situation("branch/base", f"{short(ref)} vs {short(main_ref)}", ordered(main, set(tree) & set(main)), ordered(tree, mine), ordered(main, lacks))
+            s = Situation(
+                "branch/base",
+                f"{short(ref)} vs {short(main_ref)}",
+                ordered(main, set(tree) & set(main)),
+                ordered(tree, mine),
+                ordered(main, lacks),
+            )
             found.setdefault((s.kind, s.state, s.x, s.y), s)
     refs = sorted(branches)
     for i, first in enumerate(refs):
@@ -150,7 +156,13 @@ def situations(mirror: Mirror, project: Project, neighbours: bool) -> tuple[list
             x, y = set(a) - set(b), set(b) - set(a)
             if not (x - set(main)) or not (y - set(main)):
                 continue
-            s = Situation("branch/branch", f"{short(first)} vs {short(second)}", ordered(a, set(a) & set(b)), ordered(a, x), ordered(b, y))
+            s = Situation(
+                "branch/branch",
+                f"{short(first)} vs {short(second)}",
+                ordered(a, set(a) & set(b)),
+                ordered(a, x),
+                ordered(b, y),
+            )
             key = (s.kind, s.state, s.x, s.y)
             if key not in found and (s.kind, s.state, s.y, s.x) not in found:
                 found[key] = s
@@ -159,7 +171,13 @@ def situations(mirror: Mirror, project: Project, neighbours: bool) -> tuple[list
         for i in range(len(history)):
             for j in (i + 1, i + 2):
                 if j < len(history):
-                    s = Situation("neighbours", f"{history[i][0]} | {history[j][0]}", history[:i], (history[i],), (history[j],))
+                    s = Situation(
+                        "neighbours",
+                        f"{history[i][0]} | {history[j][0]}",
+                        history[:i],
+                        (history[i],),
+                        (history[j],),
+                    )
                     found[(s.kind, s.label)] = s
     return list(found.values()), texts
 
@@ -181,17 +199,14 @@ class PgRunner:
         self.db = server.create_database()
         self.conn = server.admin_connect(self.db)
         self.state: tuple[str, ...] = ()
-        self.schema_no = 0
         self.retried = 0
-        self._fresh_schema()
 
     def _fresh_schema(self) -> None:
-        self.conn.autocommit = True
-        if self.schema_no:
-            self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(f"s{self.schema_no}")))
-        self.schema_no += 1
-        self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(f"s{self.schema_no}")))
-        self.conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(f"s{self.schema_no}")))
+        """A new database: real migrations name "public" explicitly, so a schema of their own will not do."""
+        self.conn.close()
+        self.server.drop_database(self.db)
+        self.db = self.server.create_database()
+        self.conn = self.server.admin_connect(self.db)
         self.state = ()
 
     def reach(self, state: Sequence[Migration]) -> str | None:
@@ -226,7 +241,7 @@ class PgRunner:
                     break
             rows: set[tuple[object, ...]] = set()
             for query in _PG_SNAPSHOT:
-                rows.update(tuple(r) for r in self.conn.execute(query, {"s": f"s{self.schema_no}"}).fetchall())
+                rows.update(tuple(r) for r in self.conn.execute(query, {"s": "public"}).fetchall())
             return Applied(failed_at, error, frozenset(rows))
         finally:
             self.conn.rollback()
@@ -247,7 +262,9 @@ def pg_apply(runner: PgRunner, state: Sequence[Migration], steps: Sequence[tuple
     return applied
 
 
-def judge(situation: Situation, apply: Callable[[Sequence[Migration], Sequence[tuple[str, str]]], Applied]) -> tuple[bool, bool] | None:
+def judge(
+    situation: Situation, apply: Callable[[Sequence[Migration], Sequence[tuple[str, str]]], Applied]
+) -> tuple[bool, bool] | None:
     """(real conflict, replayable) — None when X or Y does not apply alone on the state."""
     x = [(f"x:{n}", t) for n, t in situation.x]
     y = [(f"y:{n}", t) for n, t in situation.y]
@@ -271,8 +288,12 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
     found, texts = situations(mirror, project, neighbours)
     cache: dict[str, MigrationChanges | None] = {}
     failures = [blob for blob, text in texts.items() if parse_migration(text, project.provider) is None]
-    unclassified = sum((p.skipped if (p := parse_migration(t, project.provider)) else 0) for t in texts.values())
-    print(f"\n## {project.repo} ({project.provider}): {len(texts)} migration.sql files, {len(failures)} parse failures, {unclassified} statements unclassified")
+    unclassified = sum(
+        (p.skipped if (p := parse_migration(t, project.provider)) else 0) for t in texts.values()
+    )
+    print(
+        f"\n## {project.repo} ({project.provider}): {len(texts)} migration.sql files, {len(failures)} parse failures, {unclassified} statements unclassified"
+    )
 
     def parsed(name: str, text: str) -> MigrationChanges | None:
         if text not in cache:
@@ -291,7 +312,9 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
             return pg_apply(runner, state, steps)
 
     tallies: dict[str, Tally] = {}
-    for situation in sorted(found, key=lambda s: (len(s.state), [n for n, _ in s.state])):
+    # Lexicographic order of the states' names puts every state right before its extensions: the kept
+    # schema then grows by a few migrations instead of being rebuilt.
+    for situation in sorted(found, key=lambda s: [n for n, _ in s.state]):
         tally = tallies.setdefault(situation.kind, Tally())
         verdict = judge(situation, apply)
         if verdict is None:
@@ -307,7 +330,9 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
         if real and not says:
             tally.missed.append(situation.label)
     for kind, t in tallies.items():
-        print(f"- {kind}: {t.judged} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}")
+        print(
+            f"- {kind}: {t.judged} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+        )
         for label in t.missed:
             print(f"    missed: {label}")
         for label in t.wrong:
@@ -344,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.cleanup()
     print("\n## all projects")
     for kind, t in totals.items():
-        print(f"- {kind}: {t.judged} judged: real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}")
+        print(
+            f"- {kind}: {t.judged} judged: real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+        )
     print(f"({time.monotonic() - started:.0f} s)")
     return 0
 

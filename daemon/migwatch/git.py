@@ -146,13 +146,17 @@ def blob_at(worktree: Path, rev: str, relpath: str, env: Mapping[str, str] | Non
         return None
 
 
-def blobs_at(repo: Path, specs: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, bytes | None]:
+def blobs_at(
+    repo: Path, specs: Sequence[str], env: Mapping[str, str] | None = None
+) -> dict[str, bytes | None]:
     """The bytes of every `<rev>:<path>` in one `git cat-file --batch` call; None where there is none."""
     wanted = [spec for spec in dict.fromkeys(specs) if "\n" not in spec]
     found: dict[str, bytes | None] = dict.fromkeys(specs)
     if not wanted:
         return found
-    out = run_git_bytes(repo, "cat-file", "--batch", env=env, stdin="".join(f"{s}\n" for s in wanted).encode())
+    out = run_git_bytes(
+        repo, "cat-file", "--batch", env=env, stdin="".join(f"{s}\n" for s in wanted).encode()
+    )
     pos = 0
     for spec in wanted:
         end = out.index(b"\n", pos)
