@@ -52,7 +52,11 @@ def snapshot_worktree(
 ) -> diagnose.WorktreeSnapshot:
     """Discover one worktree and read its migrations folder and schema (files only)."""
     setup = discover_worktree(
-        worktree, configured_schema=project.schema, database_url=project.database_url, env=options.env
+        worktree,
+        configured_schema=project.schema,
+        database_url=project.database_url,
+        env=options.env,
+        env_files=project.env_files,
     )
     folder = None
     if setup.migrations_dir is not None and setup.problem is None:
