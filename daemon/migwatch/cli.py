@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("notify-test", help="send a test notification through every notifier")
 
+    commands.add_parser("codes", help="list the finding codes: severity, alert title, when each fires")
+
     demo = commands.add_parser("demo", help="self-contained showcase on SQLite (or --postgres URL)")
     demo.add_argument("--postgres", metavar="URL", help="play the story on this PostgreSQL server instead")
 
@@ -179,6 +181,16 @@ def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_PROBLEMS if failed else EXIT_OK
 
 
+def cmd_codes(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.catalogue import KINDS, severity_label
+
+    for kind in KINDS:
+        transient = " (held while a migration runs)" if kind.transient else ""
+        out.write(f"{kind.code:21} {severity_label(kind):12} {kind.title}{transient}\n")
+        out.write(f"{'':21} {'':12} when {kind.when}\n")
+    return EXIT_OK
+
+
 def cmd_guard(args: argparse.Namespace, out: TextIO) -> int:
     from migwatch.guardrun import GuardContext, guard_command, hook_command
 
@@ -201,6 +213,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "service": cmd_service,
     "notify-test": cmd_notify_test,
     "guard": cmd_guard,
+    "codes": cmd_codes,
 }
 
 
