@@ -16,9 +16,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -88,6 +87,7 @@ MIGRATIONS, BRANCHES = _all_names()
 class Rendered:
     case: str
     findings: tuple[Finding, ...]
+    row_ids: Mapping[str, str]  # migration name → id of its history row, in the renamed case
 
 
 def rendered_cases(payload: str, root: Path, *, leading: bool = False) -> Iterator[Rendered]:
@@ -97,7 +97,8 @@ def rendered_cases(payload: str, root: Path, *, leading: bool = False) -> Iterat
         hostile_snapshot, hostile_evidence = renamer(snapshot), renamer(evidence)
         verdicts = diagnose.analyse(hostile_snapshot)
         found = diagnose.findings(hostile_snapshot, verdicts, hostile_evidence, NOW)
-        yield Rendered(name, tuple(found))
+        ids = {r.migration_name: r.id for h in hostile_snapshot.histories.values() for r in h.rows}
+        yield Rendered(name, tuple(found), ids)
 
 
 def commands_of(finding: Finding) -> list[Command]:
@@ -222,8 +223,9 @@ def test_status_text_has_one_dollar_line_per_command(tmp_path: Path, payload_nam
 
 # --- SQL --------------------------------------------------------------------------------------------------
 
+# Prisma's layout, but `id` as text: the cases' row ids are their names, longer than a uuid.
 POSTGRES_TABLE = """CREATE TABLE _prisma_migrations (
-    id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL, finished_at timestamptz,
+    id text PRIMARY KEY, checksum varchar(64) NOT NULL, finished_at timestamptz,
     migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz,
     started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0)"""
 SQLITE_TABLE = """CREATE TABLE "_prisma_migrations" ("id" TEXT PRIMARY KEY NOT NULL, "checksum" TEXT NOT NULL,
@@ -250,15 +252,39 @@ def _neighbours(name: str) -> list[str]:
     )
 
 
-def _sql_cases() -> list[tuple[str, str, str]]:
-    """(payload name, intended migration, statement) for every statement every case prints."""
+@dataclass(frozen=True)
+class SqlCase:
+    payload: str
+    migration: str  # the row the statement is meant for: this name, with this id
+    row_id: str
+    statement: str
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(id, migration_name): the intended row, then neighbours by name and by id.
+
+        A name with bytes that are not UTF-8 cannot be stored in a database: it is stored with U+FFFD
+        (such a name is never in a statement; the statement names the row by id).
+        """
+        by_name = [(f"n{index}", name) for index, name in enumerate(_neighbours(self.migration))]
+        by_id = [(row_id, f"other{index}") for index, row_id in enumerate(_neighbours(self.row_id))]
+        rows = [(self.row_id, self.migration), *by_name, *(r for r in by_id if r[0] != self.row_id)]
+        return [(_storable(row_id), _storable(name)) for row_id, name in rows]
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _sql_cases() -> list[SqlCase]:
+    """Every statement every case prints, with the row it is meant for."""
     out = []
     for payload_name, payload in sorted(SHELL_PAYLOADS.items()):
         for case in rendered_cases(payload, Path("/nonexistent")):
             for finding in case.findings:
                 for statement in statements_of(finding):
                     assert finding.migration is not None, (case.case, statement)
-                    out.append((payload_name, finding.migration, statement.text))
+                    row_id = case.row_ids[finding.migration]
+                    out.append(SqlCase(payload_name, finding.migration, row_id, statement.text))
     return out
 
 
@@ -268,38 +294,41 @@ def test_printed_sql_touches_only_the_intended_row(pg_database: PgDatabase) -> N
     touched_beyond = 0
     with closing(pg_database.connect()) as conn:
         conn.autocommit = False
-        for payload_name, migration, statement in cases:
-            assert visible(statement, COMMAND_LIMIT) == statement, (payload_name, statement)
-            rows = [migration, *_neighbours(migration)]
+        for case in cases:
+            assert visible(case.statement, COMMAND_LIMIT) == case.statement, case
+            rows = case.rows()
             with conn.cursor() as cursor:
                 cursor.execute(POSTGRES_TABLE)
-                for row in rows:
-                    cursor.execute(
-                        "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES (%s, %s, %s)",
-                        (str(uuid.uuid4()), "0" * 64, row),
-                    )
-                cursor.execute(statement.encode("utf-8"))
-                cursor.execute("SELECT migration_name FROM _prisma_migrations")
-                left = sorted(name for (name,) in cursor.fetchall())
+                cursor.executemany(
+                    "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES (%s, %s, %s)",
+                    [(row_id, "0" * 64, name) for row_id, name in rows],
+                )
+                cursor.execute(case.statement.encode("utf-8"))
+                cursor.execute("SELECT id, migration_name FROM _prisma_migrations")
+                left = sorted(cursor.fetchall())
             conn.rollback()
             FIGURES["sql statements executed"] += 1
-            touched_beyond += len(rows) - 1 - len(left) + (migration in left)
-            assert left == sorted(_neighbours(migration)), (payload_name, statement)
+            touched_beyond += len(rows) - 1 - len(left) + (rows[0] in left)
+            assert left == sorted(rows[1:]), case
     FIGURES["sql rows touched beyond the intended"] += touched_beyond
 
 
 def test_printed_sql_touches_only_the_intended_row_on_sqlite(tmp_path: Path) -> None:
-    for payload_name, migration, statement in _sql_cases():
-        with closing(sqlite3.connect(tmp_path / f"{uuid.uuid4()}.db")) as conn:
+    with closing(sqlite3.connect(tmp_path / "history.db")) as conn:
+        for case in _sql_cases():
+            conn.execute("BEGIN")
             conn.execute(SQLITE_TABLE)
-            rows = [migration, *_neighbours(migration)]
             conn.executemany(
                 "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at) VALUES (?, ?, ?, ?)",
-                [(str(uuid.uuid4()), "0" * 64, row, datetime.now(timezone.utc).isoformat()) for row in rows],
+                [
+                    (row_id, "0" * 64, name, datetime.now(timezone.utc).isoformat())
+                    for row_id, name in case.rows()
+                ],
             )
-            conn.executescript(statement)
-            left = sorted(name for (name,) in conn.execute("SELECT migration_name FROM _prisma_migrations"))
-            assert left == sorted(_neighbours(migration)), (payload_name, statement)
+            conn.execute(case.statement)
+            left = sorted(conn.execute("SELECT id, migration_name FROM _prisma_migrations"))
+            conn.execute("ROLLBACK")
+            assert left == sorted(case.rows()[1:]), case
 
 
 # --- every template is exercised -------------------------------------------------------------------------

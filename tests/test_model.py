@@ -41,8 +41,18 @@ def test_a_rendered_command_gives_the_shell_exactly_its_argv(tmp_path: Path, wor
 def test_sql_literal_doubles_quotes_and_refuses_control_characters() -> None:
     assert sql_literal("it's") == "'it''s'"
     assert sql_literal("é ß 日本") == "'é ß 日本'"
+    assert sql_literal("naïve 名前") == "'naïve 名前'"
     # What the output edge would show escaped cannot be copied back: refused, like NUL.
-    for bad in ("nul\x00", "bell\x07", "esc\x1b[31m", "del\x7f", "a\tb", "bidi\u202e", "byte\udcff"):
+    for bad in (
+        "nul\x00",
+        "bell\x07",
+        "esc\x1b[31m",
+        "del\x7f",
+        "tab\tx",
+        "new\nline",
+        "bidi\u202e",
+        "byte\udcff",
+    ):
         with pytest.raises(ValueError, match="invisible characters"):
             sql_literal(bad)
 
