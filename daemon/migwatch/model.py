@@ -157,7 +157,7 @@ class GitOrigin:
     branches: tuple[str, ...]
 
 
-_SQL_REFUSED = frozenset(chr(n) for n in range(32) if chr(n) not in "\t\n\r") | {"\x7f"}
+_SQL_REFUSED = frozenset(chr(n) for n in range(32)) | {"\x7f"}
 
 
 def sql_literal(text: str) -> str:

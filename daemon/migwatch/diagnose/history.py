@@ -117,9 +117,9 @@ def _bring_in(
         )
     when = f" on {applied_at}" if applied_at else ""
     undo = "" if row is not None and row.rolled_back else "undo its changes in the database by hand, then "
-    delete = delete_history_row(name)
+    delete = delete_history_row(name, row.id if row is not None else None)
     how = (
-        "delete its row: " if delete else "delete its row (its name holds control characters: pick it by id)"
+        "delete its row: " if delete else "delete its row (neither its name nor its id can be printed as is)"
     )
     return (Note(f"# ask who applied it{when}; if it was abandoned, {undo}{how}", delete),), (
         f"no worktree, branch or commit has it: it was applied{when} from work that is gone "
