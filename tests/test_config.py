@@ -13,7 +13,7 @@ import platformdirs
 import pytest
 import yaml
 
-from migwatch.catalogue import CODES
+from migwatch.catalogue import CODES, KINDS
 from migwatch.config import (
     Config,
     ConfigError,
@@ -29,6 +29,7 @@ from migwatch.config import (
     redact,
     render_commented_config,
 )
+from migwatch.model import Severity
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PROJECT = {
@@ -845,14 +846,8 @@ def test_uncommenting_optional_keys_keeps_valid_yaml(tmp_path: Path, env: dict[s
         env_files=(".env",),
     )
     assert config.notifiers.command_argv is None  # uncommented argv, still disabled
-    info_codes = {
-        "behind_base",
-        "not_managed",
-        "migration_running",
-        "unsupported_provider",
-        "worktree_prunable",
-        "discovery",
-    }
+    # Each uncommented example flips the default: codes that (also) give info findings are switched on.
+    info_codes = {kind.code for kind in KINDS if Severity.INFO in kind.severities}
     assert dict(config.alert_codes) == {code: code in info_codes for code in alert_codes()}
 
 
