@@ -20,8 +20,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 MIGWATCH = VENV_BIN / "migwatch"
-PRISMA_ORACLE = Path("/work/shared/prisma-oracle/prisma-oracle")
-PRISMA_ORACLE_INSTALL = Path("/work/shared/prisma-oracle/install")
+# Beside the repository, as in CI (`<repo>/../shared`), like tests/differential/oracle.py.
+PRISMA_ORACLE_DIR = Path(os.environ.get("PRISMA_ORACLE_DIR", REPO_ROOT.parent / "shared" / "prisma-oracle"))
+PRISMA_ORACLE = PRISMA_ORACLE_DIR / "prisma-oracle"
+PRISMA_ORACLE_INSTALL = PRISMA_ORACLE_DIR / "install"
 
 
 class BenchError(RuntimeError):

@@ -22,11 +22,13 @@ for _path in (str(REPO_ROOT), str(BENCH_DIR)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from bench_attribution import bench_attribution  # noqa: E402
 from bench_daemon import (  # noqa: E402
     bench_db_change,
     bench_file_change,
     bench_idle,
 )
+from bench_guard import bench_guard_startup  # noqa: E402
 from bench_scale import bench_scale  # noqa: E402
 from bench_status import bench_prisma_ratio, bench_status_pg  # noqa: E402
 from benchlib import (  # noqa: E402
@@ -46,6 +48,8 @@ BENCHMARKS: dict[str, Callable[[World, BenchResult], None]] = {
     "file_change_to_notification": bench_file_change,
     "db_change_to_notification": bench_db_change,
     "idle_daemon": bench_idle,
+    "attribution_long_history": bench_attribution,
+    "guard_startup": bench_guard_startup,
 }
 RESULTS = BENCH_DIR / "results.json"
 QUICK_RESULTS = BENCH_DIR / "work" / "results.quick.json"

@@ -13,6 +13,7 @@ import platformdirs
 import pytest
 import yaml
 
+from migwatch.catalogue import CODES, KINDS
 from migwatch.config import (
     Config,
     ConfigError,
@@ -28,6 +29,7 @@ from migwatch.config import (
     redact,
     render_commented_config,
 )
+from migwatch.model import Severity
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PROJECT = {
@@ -242,7 +244,7 @@ def test_schema_is_valid_and_documents_every_key() -> None:
         key for key, subschema in keys if not (subschema.get("description") and subschema.get("examples"))
     ]
 
-    assert len(keys) == 39
+    assert len(keys) == 40
     assert undocumented == []
 
 
@@ -254,28 +256,6 @@ def test_schema_examples_are_valid_values() -> None:
         validator = jsonschema.Draft202012Validator({**subschema, "$defs": schema["$defs"]})
         for example in subschema["examples"]:
             assert list(validator.iter_errors(example)) == [], (key, example)
-
-
-def test_alert_codes_are_the_spec_finding_codes() -> None:
-    assert alert_codes() == (
-        "behind_database",
-        "pending",
-        "checksum_mismatch",
-        "failed",
-        "out_of_order",
-        "schema_conflict",
-        "behind_base",
-        "stale_client",
-        "conflict_markers",
-        "missing_sql",
-        "provider_mismatch",
-        "database_unreachable",
-        "not_managed",
-        "migration_running",
-        "unsupported_provider",
-        "worktree_prunable",
-        "discovery",
-    )
 
 
 def test_config_schema_returns_a_copy() -> None:
@@ -323,13 +303,23 @@ def test_parse_duration_rejects_numbers(value: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("yaml_value", "seconds"),
-    [("500ms", 0.5), ("2s", 2.0), ("5m", 300.0), ("4h", 14400.0), ("3", 3.0), ("1.5", 1.5), ("'7'", 7.0)],
+    ("key", "yaml_value", "seconds"),
+    [
+        ("debounce", "500ms", 0.5),
+        ("debounce", "2s", 2.0),
+        ("remind_after", "5m", 300.0),
+        ("remind_after", "4h", 14400.0),
+        ("debounce", "3", 3.0),
+        ("debounce", "1.5", 1.5),
+        ("debounce", "'7'", 7.0),
+    ],
 )
-def test_durations_in_config(tmp_path: Path, env: dict[str, str], yaml_value: str, seconds: float) -> None:
-    path = write_config(tmp_path, f"projects: [{{repo: /r}}]\ndebounce: {yaml_value}\n")
+def test_durations_in_config(
+    tmp_path: Path, env: dict[str, str], key: str, yaml_value: str, seconds: float
+) -> None:
+    path = write_config(tmp_path, f"projects: [{{repo: /r}}]\n{key}: {yaml_value}\n")
 
-    assert load_config(path, env).debounce == seconds
+    assert getattr(load_config(path, env), key) == seconds
 
 
 @pytest.mark.parametrize(
@@ -348,7 +338,10 @@ def test_zero_poll_interval_and_command_timeout(tmp_path: Path, env: dict[str, s
         env,
     )
 
-    assert errors == ["notifiers.command.timeout: must be more than 0", "poll_interval: must be more than 0"]
+    assert errors == [
+        "notifiers.command.timeout: must be from 100ms to 10m (got 0)",
+        "poll_interval: must be from 100ms to 1h (got 0s)",
+    ]
 
 
 # --- all errors at once -------------------------------------------------------------------------------------
@@ -411,10 +404,7 @@ def test_many_mistakes_sorted_by_path(tmp_path: Path, env: dict[str, str]) -> No
     assert errors == [
         "alerts.behind_databse: unknown finding code; did you mean 'behind_database'?",
         "alerts.pending: must be true or false (got a number)",
-        "alerts.something_else: unknown finding code; expected one of: behind_database, pending, "
-        "checksum_mismatch, failed, out_of_order, schema_conflict, behind_base, stale_client, "
-        "conflict_markers, missing_sql, provider_mismatch, database_unreachable, not_managed, "
-        "migration_running, unsupported_provider, worktree_prunable, discovery",
+        f"alerts.something_else: unknown finding code; expected one of: {', '.join(CODES)}",
         "debounce: must be a duration like 500ms, 2s, 5m or 4h",
         "log.file: must be a string or null (got a number)",
         "log.level: must be one of debug, info, warning, error (got 'verbose')",
@@ -444,7 +434,7 @@ def test_unknown_key_without_close_match_lists_the_known_keys(tmp_path: Path, en
 
     assert errors == [
         "projects[0].colour: unknown key; expected one of: name, repo, schema, base_branch, database_url, "
-        "ignore_worktrees"
+        "env_files, ignore_worktrees"
     ]
 
 
@@ -520,7 +510,9 @@ def test_missing_file(tmp_path: Path, env: dict[str, str]) -> None:
 def test_unreadable_file(tmp_path: Path, env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, env)
-    assert caught.value.errors == [f"{tmp_path}: cannot read the config file: Is a directory"]
+    assert caught.value.errors == [
+        f"{tmp_path}: cannot read the config file: it is a directory, not a regular file"
+    ]
 
     binary = tmp_path / "config.yaml"
     binary.write_bytes(b"projects: \xff\n")
@@ -746,7 +738,7 @@ def test_passwords_never_appear_in_errors(tmp_path: Path, env: dict[str, str]) -
         "log.level: must be one of debug, info, warning, error (got 'postgresql://me:***@localhost/app')",
         "poll_interval: must be a duration like 500ms, 2s, 5m or 4h",
         "projects[0].postgresql://me:***@localhost/app: unknown key; expected one of: name, repo, schema, "
-        "base_branch, database_url, ignore_worktrees",
+        "base_branch, database_url, env_files, ignore_worktrees",
     ]
 
 
@@ -851,9 +843,11 @@ def test_uncommenting_optional_keys_keeps_valid_yaml(tmp_path: Path, env: dict[s
         base_branch="main",
         database_url="postgresql://me@localhost:5432/americano?schema=public",
         ignore_worktrees=("*/tmp-*",),
+        env_files=(".env",),
     )
     assert config.notifiers.command_argv is None  # uncommented argv, still disabled
-    info_codes = {"behind_base", "not_managed", "migration_running", "worktree_prunable", "discovery"}
+    # Each uncommented example flips the default: codes that (also) give info findings are switched on.
+    info_codes = {kind.code for kind in KINDS if Severity.INFO in kind.severities}
     assert dict(config.alert_codes) == {code: code in info_codes for code in alert_codes()}
 
 

@@ -84,6 +84,30 @@ def next_steps(config: Path) -> str:
         "\nNext:\n"
         f"  check every worktree now:{' ' * 22}migwatch --config {config} status\n"
         f"  watch in the background, with desktop alerts:  migwatch --config {config} service install\n"
+        + guard_lines(f"migwatch --config {config}")
+    )
+
+
+def guard_lines(migwatch: str) -> str:
+    """The aliases and agent hooks `init` prints (npm: the manager when there is no lockfile)."""
+    claude = (
+        '{"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": '
+        f'"{migwatch} guard --hook claude-code"}}]}}]}}}}'
+    )
+    gemini = (
+        '{"hooks": {"BeforeTool": [{"matcher": "run_shell_command", "hooks": [{"type": "command", "command": '
+        f'"{migwatch} guard --hook gemini-cli"}}]}}]}}}}'
+    )
+    return (
+        "\nGuard the shared database (refuses `prisma migrate reset` on it, and `prisma migrate dev` in a worktree\n"
+        "that is behind, diverged, edited or failed; everything else runs at once):\n"
+        "  for people, in ~/.bashrc or ~/.zshrc:\n"
+        f"    alias npx='{migwatch} guard -- npx'\n"
+        f"    alias npm='{migwatch} guard -- npm'\n"
+        "  for Claude Code, merged into .claude/settings.json:\n"
+        f"    {claude}\n"
+        "  for Gemini CLI, merged into .gemini/settings.json:\n"
+        f"    {gemini}\n"
     )
 
 
@@ -109,6 +133,7 @@ def test_single_repository_with_the_plain_layout(
         "    schema:     prisma/schema.prisma\n"
         "    migrations: prisma/migrations (0 migrations)\n"
         f"    database:   file:{repo.main}/prisma/dev.db\n"
+        f'    read from:  url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from {repo.main / ".env"}\n'
         "\n"
         "Databases:\n"
         f"  file:{repo.main}/prisma/dev.db  (sqlite; used by Americano)\n"
@@ -228,11 +253,17 @@ def test_no_env_file_reports_the_missing_url_and_still_writes_the_config(
 
     assert (run.code, run.err) == (0, "")
     lines = run.out.splitlines()
-    assert lines.count("    problem:    DATABASE_URL is not set (environment; no .env file found)") == 3
+    problems = [line for line in lines if line.startswith("    problem:    ")]
+    assert problems == [
+        f"    problem:    DATABASE_URL is not set (looked in: the environment, {tree / 'apps/web/.env'} (missing);"
+        ' url = env("DATABASE_URL") of schema.prisma reads it)'
+        for tree in (repo.main, repo.epic3, repo.epic5)
+    ]
     assert "  none found: no worktree has a database URL (see the problems above)" in lines
     assert (
-        "  set the missing database URLs (in the worktree's .env, or database_url in the config);"
-        " until then `status` shows those worktrees as unknown"
+        "  set the missing variables above in one of the files named there (or list the env file that"
+        " sets them under env_files in the config, or set database_url there); until then `status`"
+        " shows those worktrees as unknown"
     ) in lines
     assert project_of(config) == {"name": "Americano", "repo": str(repo.main), "base_branch": "main"}
     document = assert_usable(migwatch, config, [repo.main, repo.epic3, repo.epic5])

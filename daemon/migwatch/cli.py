@@ -3,32 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from migwatch import __version__
-from migwatch.config import Config, ConfigError, default_config_path, load_config
-from migwatch.dburl import redact
-from migwatch.initcmd import InitError
-from migwatch.logsetup import append_private, configure_stderr, internal_error_log
-from migwatch.pipeline import CheckOptions, run_status
-from migwatch.report import render_text, to_json
-from migwatch.service import ServiceError
+from migwatch.errors import ExitCode, UsageError, UserError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from migwatch.config import Config
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# Every other migwatch module is imported where it is used: `migwatch --version` and `migwatch guard`
+# (which wraps every Prisma command) must start in tens of milliseconds, and psycopg, jsonschema,
+# yaml and the pipeline together take ~0.6 s to import. tests/test_startup.py keeps it that way.
 
-
-class UsageError(Exception):
-    """A user mistake; printed as one line, exit 2."""
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = (
+    ExitCode.OK,
+    ExitCode.PROBLEMS,
+    ExitCode.USAGE,
+    ExitCode.INTERNAL,
+    ExitCode.INTERRUPTED,
+)
+__all__ = ["UsageError", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,20 +70,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("notify-test", help="send a test notification through every notifier")
 
+    commands.add_parser("codes", help="list the finding codes: severity, alert title, when each fires")
+
     demo = commands.add_parser("demo", help="self-contained showcase on SQLite (or --postgres URL)")
     demo.add_argument("--postgres", metavar="URL", help="play the story on this PostgreSQL server instead")
+
+    guard = commands.add_parser(
+        "guard", help="run a command unless it would wipe or break the database other worktrees share"
+    )
+    guard.add_argument("--force", action="store_true", help="run it even if guard refuses (logged)")
+    guard.add_argument(
+        "--hook",
+        choices=["claude-code", "gemini-cli"],
+        metavar="AGENT",
+        help="answer AGENT's pre-tool-use hook (payload on stdin): claude-code or gemini-cli",
+    )
+    guard.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run")
     return parser
 
 
 def _config_path(args: argparse.Namespace) -> Path:
+    from migwatch.config import default_config_path
+
     return args.config.expanduser().resolve() if args.config else default_config_path(os.environ)
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from migwatch.config import load_config
+
     return load_config(_config_path(args), os.environ)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.pipeline import CheckOptions, run_status
+    from migwatch.report import render_text, to_json
+    from migwatch.scrub import scrub
+
     config = _load(args)
     known = {p.name for p in config.projects}
     unknown = [name for name in args.project if name not in known]
@@ -98,7 +118,9 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if worktree is not None and not any(p.worktrees for p in report.projects):
         raise UsageError(f"{worktree} is not a worktree of any configured project")
     if args.json:
-        out.write(json.dumps(to_json(report), indent=2) + "\n")
+        import json
+
+        out.write(scrub(json.dumps(to_json(report), indent=2)) + "\n")
     else:
         colour = not args.no_color and out.isatty() and "NO_COLOR" not in os.environ
         out.write(render_text(report, colour=colour))
@@ -106,15 +128,18 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.display import visible
+
     config = _load(args)
     out.write(
-        f"{config.source}: ok ({len(config.projects)} project{'s' if len(config.projects) != 1 else ''})\n"
+        f"{visible(config.source)}: ok ({len(config.projects)} project{'s' if len(config.projects) != 1 else ''})\n"
     )
     return EXIT_OK
 
 
 def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
     from migwatch import service
+    from migwatch.config import ConfigError, load_config
     from migwatch.logsetup import default_log_dir
 
     config_path = _config_path(args)
@@ -135,6 +160,7 @@ def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.display import visible
     from migwatch.notify.dispatch import Dispatcher, build_notifiers, notify_test
 
     config = _load(args)
@@ -151,9 +177,35 @@ def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
         dispatcher.close()
     failed = 0
     for name, ok, detail in results:
-        out.write(f"{name}: {'ok' if ok else 'FAILED'}{' — ' + detail if detail else ''}\n")
+        out.write(visible(f"{name}: {'ok' if ok else 'FAILED'}{' — ' + detail if detail else ''}") + "\n")
         failed += not ok
     return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def cmd_codes(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.catalogue import KINDS, severity_label
+
+    for kind in KINDS:
+        transient = " (held while a migration runs)" if kind.transient else ""
+        out.write(f"{kind.code:21} {severity_label(kind):12} {kind.title}{transient}\n")
+        out.write(f"{'':21} {'':12} when {kind.when}\n")
+    return EXIT_OK
+
+
+def cmd_guard(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.guardrun import GuardContext, guard_command, hook_command
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.hook and (argv or args.force):
+        raise UsageError("migwatch guard: --hook reads the command from the agent's payload on stdin")
+    if not args.hook and not argv:
+        raise UsageError("migwatch guard: give the command to run after --: migwatch guard -- npx prisma …")
+    # The config is read only for a command guard looks at (loading it costs ~0.1 s).
+    config = args.config.expanduser().resolve() if args.config else None
+    ctx = GuardContext(config_path=config, env=os.environ, err=sys.stderr, verbose=args.verbose)
+    if args.hook:
+        return hook_command(args.hook, sys.stdin, out, ctx)
+    return guard_command(argv, Path.cwd(), ctx, force=args.force)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
@@ -161,6 +213,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "check-config": cmd_check_config,
     "service": cmd_service,
     "notify-test": cmd_notify_test,
+    "guard": cmd_guard,
+    "codes": cmd_codes,
 }
 
 
@@ -197,22 +251,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     err = err or sys.stderr
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        if args.command != "run":
+        if args.command not in ("run", "guard"):  # guard configures it only for the commands it checks
+            from migwatch.logsetup import configure_stderr
+
             configure_stderr(args.verbose)
         return COMMANDS[args.command](args, out)
-    except UsageError as exc:
-        err.write(f"{redact(str(exc))}\n")
-        return EXIT_USAGE
-    except ConfigError as exc:
+    except UserError as exc:  # every error a user can fix: its lines, its exit code (errors.py)
         for line in exc.lines():
-            err.write(f"{line}\n")
-        return EXIT_USAGE
-    except InitError as exc:
-        err.write(f"{redact(str(exc))}\n")
-        return EXIT_USAGE
-    except ServiceError as exc:
-        err.write(f"migwatch: {redact(str(exc))}\n")
-        return EXIT_USAGE
+            _say(err, redact(line))
+        return exc.exit_code
     except KeyboardInterrupt:
         err.write("migwatch: interrupted\n")
         return EXIT_INTERRUPTED
@@ -224,7 +271,26 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return _internal_error(exc, err)
 
 
+def redact(text: str) -> str:
+    """Passwords out of a message (the dburl module is imported only when there is a message)."""
+    from migwatch.dburl import redact as redact_urls
+
+    return redact_urls(text)
+
+
+def _say(err: TextIO, message: str) -> None:
+    """One line on stderr: whatever a path, a name or a driver put in the message stays on that line."""
+    from migwatch.display import visible
+
+    err.write(visible(message) + "\n")
+
+
 def _internal_error(exc: BaseException, err: TextIO) -> int:
+    import traceback
+    from datetime import datetime, timezone
+
+    from migwatch.logsetup import append_private, internal_error_log
+
     path = internal_error_log()
     try:
         header = f"--- {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} migwatch {__version__}\n"
@@ -233,5 +299,5 @@ def _internal_error(exc: BaseException, err: TextIO) -> int:
         where = f"the traceback is in {path}"
     except OSError:
         where = "the traceback could not be written"
-    err.write(f"migwatch: internal error: {redact(str(exc)) or type(exc).__name__} ({where})\n")
+    _say(err, f"migwatch: internal error: {redact(str(exc)) or type(exc).__name__} ({where})")
     return EXIT_INTERNAL

@@ -29,11 +29,11 @@ from watchdog.observers import Observer
 from migwatch import alerts
 from migwatch import git as gitio
 from migwatch.config import Config
-from migwatch.diagnose import ProjectSnapshot, group_of
+from migwatch.diagnose import ProjectSnapshot, group_of, unlisted_project
 from migwatch.ledger import COPY_FILE, STATE_FILE, AlertLedger
 from migwatch.logsetup import one_line, quote_value
 from migwatch.migrations import ChecksumCache
-from migwatch.model import Finding, History, Severity
+from migwatch.model import Finding, Fix, History, Note, Severity
 from migwatch.notify.base import Notifier
 from migwatch.notify.delivery import Outbox
 from migwatch.notify.dispatch import build_notifiers
@@ -286,7 +286,7 @@ class Daemon:
             project = next((p for p in self.config.projects if p.name == name), None)
             if project is None:
                 return []
-            finding = _discovery_finding(name, project.repo, one_line(exc))
+            finding = unlisted_project(name, project.repo, one_line(exc))
             with self._check_lock:
                 self._conclude(name, [finding], lambda key: key[0] == "discovery" and key[3] is None, False)
             return [finding]
@@ -304,7 +304,7 @@ class Daemon:
             try:
                 snapshot = snapshot_project(project, options, self._pool, histories=histories)
             except gitio.GitError as exc:
-                finding = _discovery_finding(name, project.repo, str(exc))
+                finding = unlisted_project(name, project.repo, str(exc))
                 self._conclude(name, [finding], lambda key: key[0] == "discovery" and key[3] is None, False)
                 return [finding]
             now = datetime.fromtimestamp(self._clock(), timezone.utc)
@@ -476,19 +476,6 @@ def _max_delay(config: Config) -> float:
     return max(2.0, config.debounce * 10)
 
 
-def _discovery_finding(project: str, repo: Path, error: str) -> Finding:
-    return Finding(
-        code="discovery",
-        severity=Severity.ERROR,
-        project=project,
-        database=None,
-        worktree=None,
-        migration=None,
-        message=f"project {project}: {error}",
-        fix=(f"git -C {repo} worktree list", "why: migwatch finds the worktrees with git"),
-    )
-
-
 def _vanished_finding(project: str, group: str, view: DatabaseView, state: _ProjectState) -> Finding:
     db = view.ref.id
     users = sorted(Path(w).name for w, g in state.worktree_groups.items() if g == group)
@@ -503,8 +490,8 @@ def _vanished_finding(project: str, group: str, view: DatabaseView, state: _Proj
             f"the _prisma_migrations table of {db} is gone (used by {', '.join(users) or project}): "
             "its migration history vanished; open alerts stay open until it is back"
         ),
-        fix=(
-            "find out who dropped or reset the database before running any migrate command",
-            "why: without its history Prisma would treat every migration as new",
+        fix=Fix(
+            steps=(Note("find out who dropped or reset the database before running any migrate command"),),
+            why="without its history Prisma would treat every migration as new",
         ),
     )

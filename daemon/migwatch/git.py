@@ -27,8 +27,14 @@ def run_git(
     return completed.decode("utf-8", "replace") if text else completed.decode("latin-1")
 
 
-def run_git_bytes(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True) -> bytes:
-    """Run git and return raw stdout bytes (for blob contents)."""
+def run_git_bytes(
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    stdin: bytes | None = None,
+) -> bytes:
+    """Run git and return raw stdout bytes (for blob contents); `stdin` feeds `cat-file --batch` & co."""
     run_env = dict(os.environ if env is None else env)
     run_env.setdefault("GIT_OPTIONAL_LOCKS", "0")  # a watcher must never take git's index lock
     run_env["LC_ALL"] = "C"
@@ -36,6 +42,8 @@ def run_git_bytes(cwd: Path, *args: str, env: Mapping[str, str] | None = None, c
         completed = subprocess.run(
             ["git", "-C", str(cwd), *args],
             capture_output=True,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
             env=run_env,
             timeout=GIT_TIMEOUT,
             check=False,
@@ -136,6 +144,31 @@ def blob_at(worktree: Path, rev: str, relpath: str, env: Mapping[str, str] | Non
         return run_git_bytes(worktree, "show", f"{rev}:{relpath}", env=env)
     except GitError:
         return None
+
+
+def blobs_at(
+    repo: Path, specs: Sequence[str], env: Mapping[str, str] | None = None
+) -> dict[str, bytes | None]:
+    """The bytes of every `<rev>:<path>` in one `git cat-file --batch` call; None where there is none."""
+    wanted = [spec for spec in dict.fromkeys(specs) if "\n" not in spec]
+    found: dict[str, bytes | None] = dict.fromkeys(specs)
+    if not wanted:
+        return found
+    out = run_git_bytes(
+        repo, "cat-file", "--batch", env=env, stdin="".join(f"{s}\n" for s in wanted).encode()
+    )
+    pos = 0
+    for spec in wanted:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            found[spec] = out[pos : pos + size]
+            pos += size + 1
+        elif len(header) == 3:  # a tree or commit: skip its body
+            pos += int(header[2]) + 1
+    return found
 
 
 def last_change(worktree: Path, relpath: str, env: Mapping[str, str] | None = None) -> str | None:

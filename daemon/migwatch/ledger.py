@@ -26,9 +26,10 @@ from typing import Any
 
 from migwatch import alerts
 from migwatch.alerts import Alert, AlertPolicy, AlertState, FindingKey
-from migwatch.logsetup import PRIVATE_FILE, private_dir, quote_value
+from migwatch.logsetup import PRIVATE_FILE, key_values, private_dir, quote_value
 from migwatch.model import Finding
 from migwatch.notify.delivery import Outbox, alert_from_json, alert_to_json
+from migwatch.scrub import scrub
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class AlertLedger:
             document["saved_at"] = self._clock()
             document["owed"] = {name: [alert_to_json(a) for a in items] for name, items in owed.items()}
             # ASCII JSON: a name read with surrogate escapes (not UTF-8 on disk) round-trips exactly.
-            payload = json.dumps(document, indent=1, ensure_ascii=True) + "\n"
+            payload = scrub(json.dumps(document, indent=1, ensure_ascii=True)) + "\n"
             written = 0
             problems: list[str] = []
             for path in self.paths:
@@ -153,20 +154,17 @@ class AlertLedger:
 
 def finding_fields(finding: Finding, *, with_fix: bool) -> str:
     """A finding as `key=value` fields for one log line."""
-    fields: list[tuple[str, object]] = [("code", finding.code), ("severity", finding.severity.value)]
-    fields.append(("project", finding.project))
-    for name, value in (
+    fields: list[tuple[str, object]] = [
+        ("code", finding.code),
+        ("severity", finding.severity.value),
+        ("project", finding.project),
         ("worktree", finding.worktree),
         ("database", finding.database),
         ("migration", finding.migration),
-    ):
-        if value is not None:
-            fields.append((name, value))
+    ]
     if with_fix:
-        fields.append(("message", finding.message))
-        if finding.fix:
-            fields.append(("fix", finding.fix[0]))
-    return " ".join(f"{key}={quote_value(alerts.printable(str(value)))}" for key, value in fields)
+        fields += [("message", finding.message), ("fix", finding.fix.headline)]
+    return key_values((key, None if value is None else alerts.printable(str(value))) for key, value in fields)
 
 
 def _read_copy(path: Path, now: float) -> Loaded | None:

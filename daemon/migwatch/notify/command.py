@@ -14,6 +14,7 @@ from typing import Any
 
 from migwatch.alerts import Alert
 from migwatch.notify.base import NotifierError, register
+from migwatch.scrub import scrub
 
 DEFAULT_COMMAND_TIMEOUT = 10.0
 
@@ -44,8 +45,9 @@ class CommandNotifier:
 
     def send(self, alert: Alert) -> None:
         """Run the command with the alert's JSON on stdin; raise NotifierError when it does not succeed."""
-        # ASCII JSON: a name that is not valid UTF-8 (surrogate escapes) still encodes.
-        payload = json.dumps(alert_document(alert), ensure_ascii=True, default=str).encode("ascii")
+        # A name that is not valid UTF-8 (surrogate escapes) becomes a JSON `\udcff` escape, never an error.
+        text = scrub(json.dumps(alert_document(alert), ensure_ascii=False, default=str))
+        payload = text.encode("utf-8", "backslashreplace")
         program = self.argv[0]
         with self._lock:
             if self._closed:

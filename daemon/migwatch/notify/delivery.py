@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from migwatch.alerts import Alert, FindingKey, group_alerts, printable
-from migwatch.model import Finding, Severity
+from migwatch.model import Finding, Fix, Note, Severity
 from migwatch.notify.base import Notifier, one_line, quote_value
 from migwatch.notify.dispatch import DEFAULT_NOTIFY_TIMEOUT, _Call
 
@@ -270,7 +270,7 @@ def alert_to_json(alert: Alert) -> dict[str, Any]:
         "key": list(finding.key),
         "severity": finding.severity.value,
         "message": finding.message,
-        "fix": list(finding.fix[:1]),
+        "fix": finding.fix.headline,
         "title": alert.title,
         "body": alert.body,
         "urgency": alert.urgency,
@@ -297,7 +297,7 @@ def alert_from_json(document: Any) -> Alert:
     urgency = document.get("urgency")
     if urgency not in ("low", "normal", "critical"):
         raise ValueError("an owed alert's urgency is not low, normal or critical")
-    fix = document.get("fix") or []
+    fix = document.get("fix")
     finding = Finding(
         code=key[0],
         severity=Severity(document.get("severity", "error")),
@@ -306,7 +306,7 @@ def alert_from_json(document: Any) -> Alert:
         worktree=key[3],
         migration=key[4],
         message=str(texts[0]),
-        fix=tuple(str(line) for line in fix if isinstance(line, str)),
+        fix=Fix(steps=(Note(fix),)) if isinstance(fix, str) else Fix(),
     )
     return Alert(
         kind=kind,
