@@ -72,9 +72,13 @@ class PrismaRunner:
             return Command(tuple(run_script_argv(self.manager, exact.name)), cwd=exact.cwd, comment=comment)
         through = self._passthrough()
         if through is not None:
-            return Command(tuple(run_script_argv(self.manager, through.name, args)), cwd=through.cwd, comment=comment)
+            return Command(
+                tuple(run_script_argv(self.manager, through.name, args)), cwd=through.cwd, comment=comment
+            )
         files = self._dotenv_files()
         if files:
             loaded = [part for f in files for part in ("-e", os.path.relpath(f, self.package_dir))]
-            return Command(("npx", "dotenv", *loaded, "--", "prisma", *args), cwd=self.package_dir, comment=comment)
+            return Command(
+                ("npx", "dotenv", *loaded, "--", "prisma", *args), cwd=self.package_dir, comment=comment
+            )
         return Command(("npx", "prisma", *args), cwd=self.package_dir, comment=comment)
