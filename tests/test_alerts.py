@@ -20,7 +20,7 @@ from migwatch.alerts import (
     update,
 )
 from migwatch.alertstore import load_state, save_state
-from migwatch.model import Finding, Severity
+from migwatch.model import Command, Finding, Fix, Origin, Severity
 
 DB = "postgresql://kyin@localhost:5432/americano?schema=public"
 EPIC3 = "/home/kyin/Projects/Americano-epic3"
@@ -28,6 +28,10 @@ EPIC5 = "/home/kyin/Projects/Americano-epic5"
 MIGRATION = "20251016231054_add_story_5_1_behavioral_pattern_models"
 FIX = "git -C /home/kyin/Projects/Americano-epic3 merge feature/epic-5-behavioral-twin"
 
+BEHIND_FIX = Fix(
+    steps=(Command(("git", "-C", EPIC3, "merge", "feature/epic-5-behavioral-twin")),),
+    reset_warning="Do not run `prisma migrate dev` here: it offers to reset the shared database.",
+)
 POLICY = AlertPolicy(remind_after=4 * 3600, notify_resolved=True, alert_codes={})
 T0 = 1_767_268_800.0  # 2026-01-01T12:00:00Z
 
@@ -39,10 +43,7 @@ def finding(
     worktree: str | None = EPIC3,
     migration: str | None = MIGRATION,
     database: str | None = DB,
-    fix: tuple[str, ...] = (
-        FIX,
-        "Do not run `prisma migrate dev` here: it offers to reset the shared database.",
-    ),
+    fix: Fix = BEHIND_FIX,
     details: Mapping[str, Any] | None = None,
 ) -> Finding:
     if details is None:
@@ -57,6 +58,9 @@ def finding(
         message=f"{code} in Americano-epic3",
         fix=fix,
         details=details,
+        origin=Origin(found_in[0]["worktree"], found_in[0]["branch"])
+        if (found_in := details.get("found_in"))
+        else None,
     )
 
 
@@ -228,7 +232,7 @@ def test_duplicate_findings_in_one_check_alert_once() -> None:
         ("conflict_markers", Severity.ERROR, "Americano-epic3: merge conflict markers", "critical"),
         ("missing_sql", Severity.ERROR, "Americano-epic3: migration.sql missing", "critical"),
         ("provider_mismatch", Severity.ERROR, "Americano-epic3: provider mismatch", "critical"),
-        ("unsupported_provider", Severity.WARNING, "Americano-epic3: unsupported provider", "normal"),
+        ("unsupported_provider", Severity.INFO, "Americano-epic3: unsupported provider", "low"),
         ("behind_base", Severity.INFO, "Americano-epic3: behind main", "low"),
     ],
 )
@@ -259,18 +263,22 @@ def test_database_level_titles_use_the_database_name(code: str, database: str | 
 
 def test_body_without_migration_or_origin_has_the_fix_only() -> None:
     subject = finding(
-        "stale_client", Severity.WARNING, migration=None, details={}, fix=("cd /w && npx prisma generate",)
+        "stale_client",
+        Severity.WARNING,
+        migration=None,
+        details={},
+        fix=Fix(steps=(Command(("npx", "prisma", "generate"), cwd=Path("/w")),)),
     )
     assert alert_body("new", subject) == "cd /w && npx prisma generate"
 
 
 def test_body_falls_back_to_the_message_when_there_is_nothing_else() -> None:
-    subject = finding("database_unreachable", worktree=None, migration=None, details={}, fix=())
+    subject = finding("database_unreachable", worktree=None, migration=None, details={}, fix=Fix())
     assert alert_body("new", subject) == "database_unreachable in Americano-epic3"
 
 
 def test_body_origin_without_branch_names_the_worktree_folder() -> None:
-    subject = finding(details={"found_in": [{"worktree": EPIC5, "branch": None}]}, fix=())
+    subject = finding(details={"found_in": [{"worktree": EPIC5, "branch": None}]}, fix=Fix())
     assert alert_body("new", subject) == f"Migration: {MIGRATION}\nFrom: Americano-epic5"
 
 

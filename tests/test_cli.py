@@ -86,7 +86,7 @@ def test_repo_that_is_not_there(tmp_path: Path) -> None:
 
 def test_internal_error_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log_dir = tmp_path / "logs"
-    monkeypatch.setattr(cli, "internal_error_log", lambda: log_dir / "internal-errors.log")
+    monkeypatch.setattr("migwatch.logsetup.internal_error_log", lambda: log_dir / "internal-errors.log")
 
     def explode(args: argparse.Namespace, out: TextIO) -> int:
         raise RuntimeError("postgresql://me:hunter2@db/x exploded")

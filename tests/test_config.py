@@ -323,13 +323,23 @@ def test_parse_duration_rejects_numbers(value: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("yaml_value", "seconds"),
-    [("500ms", 0.5), ("2s", 2.0), ("5m", 300.0), ("4h", 14400.0), ("3", 3.0), ("1.5", 1.5), ("'7'", 7.0)],
+    ("key", "yaml_value", "seconds"),
+    [
+        ("debounce", "500ms", 0.5),
+        ("debounce", "2s", 2.0),
+        ("remind_after", "5m", 300.0),
+        ("remind_after", "4h", 14400.0),
+        ("debounce", "3", 3.0),
+        ("debounce", "1.5", 1.5),
+        ("debounce", "'7'", 7.0),
+    ],
 )
-def test_durations_in_config(tmp_path: Path, env: dict[str, str], yaml_value: str, seconds: float) -> None:
-    path = write_config(tmp_path, f"projects: [{{repo: /r}}]\ndebounce: {yaml_value}\n")
+def test_durations_in_config(
+    tmp_path: Path, env: dict[str, str], key: str, yaml_value: str, seconds: float
+) -> None:
+    path = write_config(tmp_path, f"projects: [{{repo: /r}}]\n{key}: {yaml_value}\n")
 
-    assert load_config(path, env).debounce == seconds
+    assert getattr(load_config(path, env), key) == seconds
 
 
 @pytest.mark.parametrize(
@@ -348,7 +358,10 @@ def test_zero_poll_interval_and_command_timeout(tmp_path: Path, env: dict[str, s
         env,
     )
 
-    assert errors == ["notifiers.command.timeout: must be more than 0", "poll_interval: must be more than 0"]
+    assert errors == [
+        "notifiers.command.timeout: must be from 100ms to 10m (got 0)",
+        "poll_interval: must be from 100ms to 1h (got 0s)",
+    ]
 
 
 # --- all errors at once -------------------------------------------------------------------------------------
@@ -520,7 +533,9 @@ def test_missing_file(tmp_path: Path, env: dict[str, str]) -> None:
 def test_unreadable_file(tmp_path: Path, env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, env)
-    assert caught.value.errors == [f"{tmp_path}: cannot read the config file: Is a directory"]
+    assert caught.value.errors == [
+        f"{tmp_path}: cannot read the config file: it is a directory, not a regular file"
+    ]
 
     binary = tmp_path / "config.yaml"
     binary.write_bytes(b"projects: \xff\n")
@@ -853,7 +868,14 @@ def test_uncommenting_optional_keys_keeps_valid_yaml(tmp_path: Path, env: dict[s
         ignore_worktrees=("*/tmp-*",),
     )
     assert config.notifiers.command_argv is None  # uncommented argv, still disabled
-    info_codes = {"behind_base", "not_managed", "migration_running", "worktree_prunable", "discovery"}
+    info_codes = {
+        "behind_base",
+        "not_managed",
+        "migration_running",
+        "unsupported_provider",
+        "worktree_prunable",
+        "discovery",
+    }
     assert dict(config.alert_codes) == {code: code in info_codes for code in alert_codes()}
 
 

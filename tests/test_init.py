@@ -84,6 +84,30 @@ def next_steps(config: Path) -> str:
         "\nNext:\n"
         f"  check every worktree now:{' ' * 22}migwatch --config {config} status\n"
         f"  watch in the background, with desktop alerts:  migwatch --config {config} service install\n"
+        + guard_lines(f"migwatch --config {config}")
+    )
+
+
+def guard_lines(migwatch: str) -> str:
+    """The aliases and agent hooks `init` prints (npm: the manager when there is no lockfile)."""
+    claude = (
+        '{"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": '
+        f'"{migwatch} guard --hook claude-code"}}]}}]}}}}'
+    )
+    gemini = (
+        '{"hooks": {"BeforeTool": [{"matcher": "run_shell_command", "hooks": [{"type": "command", "command": '
+        f'"{migwatch} guard --hook gemini-cli"}}]}}]}}}}'
+    )
+    return (
+        "\nGuard the shared database (refuses `prisma migrate reset` on it, and `prisma migrate dev` in a worktree\n"
+        "that is behind, diverged, edited or failed; everything else runs at once):\n"
+        "  for people, in ~/.bashrc or ~/.zshrc:\n"
+        f"    alias npx='{migwatch} guard -- npx'\n"
+        f"    alias npm='{migwatch} guard -- npm'\n"
+        "  for Claude Code, merged into .claude/settings.json:\n"
+        f"    {claude}\n"
+        "  for Gemini CLI, merged into .gemini/settings.json:\n"
+        f"    {gemini}\n"
     )
 
 

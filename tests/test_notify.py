@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from migwatch.alerts import Alert, AlertPolicy, AlertState, update
-from migwatch.model import Finding, Severity
+from migwatch.model import Command, Finding, Fix, Note, Origin, Severity
 from migwatch.notify import (
     NOTIFIERS,
     CommandNotifier,
@@ -50,8 +50,12 @@ def behind_finding() -> Finding:
         worktree=EPIC3,
         migration=MIGRATION,
         message="Americano-epic3 (feature/epic-3-knowledge-graph) lacks 1 applied migration",
-        fix=(FIX, "Do not run `prisma migrate dev` here: it offers to reset the shared database."),
+        fix=Fix(
+            steps=(Command(("git", "-C", EPIC3, "merge", "feature/epic-5-behavioral-twin")),),
+            reset_warning="Do not run `prisma migrate dev` here: it offers to reset the shared database.",
+        ),
         details={"found_in": [{"worktree": EPIC5, "branch": "feature/epic-5-behavioral-twin"}]},
+        origin=Origin(EPIC5, "feature/epic-5-behavioral-twin"),
     )
 
 
@@ -201,7 +205,7 @@ def test_log_notifier_writes_one_greppable_line(caplog: pytest.LogCaptureFixture
         worktree="/w/a b",
         migration="20260101000000_next",
         message="unapplied",
-        fix=(quoted_fix,),
+        fix=Fix(steps=(Note(quoted_fix),)),  # a note is the headline when there is no command
     )
     with caplog.at_level(logging.INFO, logger="migwatch.alerts"):
         notifier = LogNotifier()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from migwatch import catalogue
+from migwatch.display import visible
 from migwatch.model import Finding, Severity
 
 FindingKey = tuple[str, str, str | None, str | None, str | None]
@@ -17,23 +19,7 @@ STATE_VERSION = 1
 
 # Findings that a running `prisma migrate` command makes and then removes again: while it holds the
 # advisory lock they are held back, so nobody is alerted about a migration half way through.
-TRANSIENT_CODES = frozenset({"behind_database", "pending", "out_of_order", "failed", "checksum_mismatch"})
-
-SHORT_PROBLEMS: Mapping[str, str] = {
-    "behind_database": "behind the database",
-    "pending": "unapplied migration",
-    "checksum_mismatch": "applied migration edited",
-    "failed": "failed migration",
-    "out_of_order": "migration out of order",
-    "schema_conflict": "conflicting migrations",
-    "stale_client": "Prisma Client is stale",
-    "conflict_markers": "merge conflict markers",
-    "missing_sql": "migration.sql missing",
-    "provider_mismatch": "provider mismatch",
-    "database_unreachable": "database unreachable",
-    "not_managed": "database not managed by Prisma",
-    "migration_running": "Prisma migration running",
-}
+TRANSIENT_CODES = catalogue.TRANSIENT_CODES
 
 _URGENCY: Mapping[str, Urgency] = {"error": "critical", "warning": "normal", "info": "low"}
 
@@ -236,7 +222,8 @@ def short_problem(finding: Finding) -> str:
     if finding.code == "behind_base":
         base = finding.details.get("base_branch") or finding.details.get("base")
         return f"behind {base}" if isinstance(base, str) and base else "behind the base branch"
-    return SHORT_PROBLEMS.get(finding.code, finding.code.replace("_", " "))
+    kind = catalogue.CATALOGUE.get(finding.code)
+    return kind.title if kind else finding.code.replace("_", " ")
 
 
 def title_prefix(finding: Finding) -> str:
@@ -258,41 +245,30 @@ def _last_segment(path: str) -> str:
 
 def alert_title(kind: AlertKind, finding: Finding) -> str:
     """`Americano-epic3: behind the database`, or `…: resolved — behind the database`."""
-    problem = short_problem(finding)
+    problem = visible(short_problem(finding))
+    prefix = visible(title_prefix(finding))
     if kind == "resolved":
-        return f"{title_prefix(finding)}: resolved — {problem}"
-    return f"{title_prefix(finding)}: {problem}"
+        return f"{prefix}: resolved — {problem}"
+    return f"{prefix}: {problem}"
 
 
 def alert_body(kind: AlertKind, finding: Finding) -> str:
-    """Migration, origin (first `found_in` entry) and the first fix line, one per line."""
+    """Migration, origin and the fix's headline, one per line.
+
+    Each field is made visible and clipped on its own (display.FIELD_LIMIT), so the body stays a few
+    lines long whatever a row or a folder holds.
+    """
     lines: list[str] = []
     if finding.migration:
-        lines.append(f"Migration: {finding.migration}")
-    origin = _origin(finding.details.get("found_in"))
-    if origin:
-        lines.append(f"From: {origin}")
-    if kind != "resolved" and finding.fix:
-        lines.append(finding.fix[0])
+        lines.append(f"Migration: {visible(finding.migration)}")
+    if finding.origin:
+        lines.append(f"From: {visible(finding.origin.describe())}")
+    headline = finding.fix.headline
+    if kind != "resolved" and headline:
+        lines.append(visible(headline))
     if not lines:
-        lines.append(finding.message)
+        lines.append(visible(finding.message))
     return "\n".join(lines)
-
-
-def _origin(found_in: Any) -> str | None:
-    if not isinstance(found_in, Iterable) or isinstance(found_in, (str, bytes, Mapping)):
-        return None
-    for place in found_in:
-        if not isinstance(place, Mapping):
-            continue
-        branch = place.get("branch")
-        worktree = place.get("worktree")
-        folder = _last_segment(str(worktree)) if worktree else None
-        if branch and folder:
-            return f"{branch} ({folder})"
-        if branch or folder:
-            return str(branch or folder)
-    return None
 
 
 def _alert(kind: AlertKind, finding: Finding) -> Alert:

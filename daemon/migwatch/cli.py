@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from migwatch import __version__
-from migwatch.config import Config, ConfigError, default_config_path, load_config
-from migwatch.dburl import redact
-from migwatch.initcmd import InitError
-from migwatch.logsetup import configure_stderr, internal_error_log
-from migwatch.pipeline import CheckOptions, run_status
-from migwatch.report import render_text, to_json
-from migwatch.service import ServiceError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from migwatch.config import Config
+
+# Every other migwatch module is imported where it is used: `migwatch --version` and `migwatch guard`
+# (which wraps every Prisma command) must start in tens of milliseconds, and psycopg, jsonschema,
+# yaml and the pipeline together take ~0.6 s to import. tests/test_startup.py keeps it that way.
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -74,18 +68,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="self-contained showcase on SQLite (or --postgres URL)")
     demo.add_argument("--postgres", metavar="URL", help="play the story on this PostgreSQL server instead")
+
+    guard = commands.add_parser(
+        "guard", help="run a command unless it would wipe or break the database other worktrees share"
+    )
+    guard.add_argument("--force", action="store_true", help="run it even if guard refuses (logged)")
+    guard.add_argument(
+        "--hook",
+        choices=["claude-code", "gemini-cli"],
+        metavar="AGENT",
+        help="answer AGENT's pre-tool-use hook (payload on stdin): claude-code or gemini-cli",
+    )
+    guard.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run")
     return parser
 
 
 def _config_path(args: argparse.Namespace) -> Path:
+    from migwatch.config import default_config_path
+
     return args.config.expanduser().resolve() if args.config else default_config_path(os.environ)
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from migwatch.config import load_config
+
     return load_config(_config_path(args), os.environ)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.pipeline import CheckOptions, run_status
+    from migwatch.report import render_text, to_json
+
     config = _load(args)
     known = {p.name for p in config.projects}
     unknown = [name for name in args.project if name not in known]
@@ -98,6 +111,8 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if worktree is not None and not any(p.worktrees for p in report.projects):
         raise UsageError(f"{worktree} is not a worktree of any configured project")
     if args.json:
+        import json
+
         out.write(json.dumps(to_json(report), indent=2) + "\n")
     else:
         colour = not args.no_color and out.isatty() and "NO_COLOR" not in os.environ
@@ -106,15 +121,18 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.display import visible
+
     config = _load(args)
     out.write(
-        f"{config.source}: ok ({len(config.projects)} project{'s' if len(config.projects) != 1 else ''})\n"
+        f"{visible(config.source)}: ok ({len(config.projects)} project{'s' if len(config.projects) != 1 else ''})\n"
     )
     return EXIT_OK
 
 
 def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
     from migwatch import service
+    from migwatch.config import ConfigError, load_config
     from migwatch.logsetup import default_log_dir
 
     config_path = _config_path(args)
@@ -135,6 +153,7 @@ def cmd_service(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.display import visible
     from migwatch.notify.dispatch import Dispatcher, build_notifiers, notify_test
 
     config = _load(args)
@@ -151,9 +170,25 @@ def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
         dispatcher.close()
     failed = 0
     for name, ok, detail in results:
-        out.write(f"{name}: {'ok' if ok else 'FAILED'}{' — ' + detail if detail else ''}\n")
+        out.write(visible(f"{name}: {'ok' if ok else 'FAILED'}{' — ' + detail if detail else ''}") + "\n")
         failed += not ok
     return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def cmd_guard(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.guardrun import GuardContext, guard_command, hook_command
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.hook and (argv or args.force):
+        raise UsageError("migwatch guard: --hook reads the command from the agent's payload on stdin")
+    if not args.hook and not argv:
+        raise UsageError("migwatch guard: give the command to run after --: migwatch guard -- npx prisma …")
+    # The config is read only for a command guard looks at (loading it costs ~0.1 s).
+    config = args.config.expanduser().resolve() if args.config else None
+    ctx = GuardContext(config_path=config, env=os.environ, err=sys.stderr, verbose=args.verbose)
+    if args.hook:
+        return hook_command(args.hook, sys.stdin, out, ctx)
+    return guard_command(argv, Path.cwd(), ctx, force=args.force)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
@@ -161,6 +196,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "check-config": cmd_check_config,
     "service": cmd_service,
     "notify-test": cmd_notify_test,
+    "guard": cmd_guard,
 }
 
 
@@ -197,21 +233,23 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     err = err or sys.stderr
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        if args.command != "run":
+        if args.command not in ("run", "guard"):  # guard configures it only for the commands it checks
+            from migwatch.logsetup import configure_stderr
+
             configure_stderr(args.verbose)
         return COMMANDS[args.command](args, out)
     except UsageError as exc:
-        err.write(f"{redact(str(exc))}\n")
+        _say(err, redact(str(exc)))
         return EXIT_USAGE
-    except ConfigError as exc:
+    except _loaded("migwatch.config", "ConfigError") as exc:
         for line in exc.lines():
-            err.write(f"{line}\n")
+            _say(err, line)
         return EXIT_USAGE
-    except InitError as exc:
-        err.write(f"{redact(str(exc))}\n")
+    except _loaded("migwatch.initcmd", "InitError") as exc:
+        _say(err, redact(str(exc)))
         return EXIT_USAGE
-    except ServiceError as exc:
-        err.write(f"migwatch: {redact(str(exc))}\n")
+    except _loaded("migwatch.service", "ServiceError") as exc:
+        _say(err, f"migwatch: {redact(str(exc))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.write("migwatch: interrupted\n")
@@ -224,7 +262,40 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return _internal_error(exc, err)
 
 
+class _NeverRaised(Exception):
+    """Stands for an error class whose module was never imported (so nothing can have raised it)."""
+
+
+def _loaded(module: str, name: str) -> Any:
+    """`module.name` if that module is imported, else a class nothing raises.
+
+    `except` clauses are evaluated only when an exception arrives, so the error classes of the heavy
+    modules are looked up then, and never imported just to be compared against.
+    """
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised
+
+
+def redact(text: str) -> str:
+    """Passwords out of a message (the dburl module is imported only when there is a message)."""
+    from migwatch.dburl import redact as redact_urls
+
+    return redact_urls(text)
+
+
+def _say(err: TextIO, message: str) -> None:
+    """One line on stderr: whatever a path, a name or a driver put in the message stays on that line."""
+    from migwatch.display import visible
+
+    err.write(visible(message) + "\n")
+
+
 def _internal_error(exc: BaseException, err: TextIO) -> int:
+    import traceback
+    from datetime import datetime, timezone
+
+    from migwatch.logsetup import internal_error_log
+
     path = internal_error_log()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,5 +305,5 @@ def _internal_error(exc: BaseException, err: TextIO) -> int:
         where = f"the traceback is in {path}"
     except OSError:
         where = "the traceback could not be written"
-    err.write(f"migwatch: internal error: {redact(str(exc)) or type(exc).__name__} ({where})\n")
+    _say(err, f"migwatch: internal error: {redact(str(exc)) or type(exc).__name__} ({where})")
     return EXIT_INTERNAL

@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import platformdirs
 import yaml
 
+from migwatch.configfile import ConfigInputError, load_yaml, read_config_text
 from migwatch.dburl import redact
+from migwatch.display import visible
+
+# jsonschema (~0.1 s to import) and platformdirs are imported where they are used: `migwatch guard`
+# needs this module's types on every guarded command, and validation only when a config file exists.
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ def default_config_path(env: Mapping[str, str]) -> Path:
             return Path(expand_path_text(configured, env)).absolute()
         except UnsetVariableError:
             return Path(configured).absolute()
+    import platformdirs
+
     return platformdirs.user_config_path("migwatch") / "config.yaml"
 
 
@@ -136,26 +141,27 @@ def _schema() -> dict[str, Any]:
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the config file at `path`; ConfigError lists every problem."""
+    """Read and validate the config file at `path`; ConfigError lists every problem.
+
+    Only a regular file of at most configfile.MAX_CONFIG_BYTES is read (never a device or a FIFO).
+    """
     env = os.environ if env is None else env
     path = Path(os.path.abspath(path))
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_config_text(path)
     except FileNotFoundError:
         raise ConfigError([f"{path}: no config file; {_INIT_HINT}"], path, names_file=True) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [f"{path}: cannot read the config file: not UTF-8 text (byte {exc.start})"], path, names_file=True
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError([f"{path}: cannot read the config file: {reason}"], path, names_file=True) from None
+    except ConfigInputError as exc:
+        raise ConfigError([str(exc)], path, names_file=True) from None
     return parse_config(text, source=path, env=env)
 
 
 def parse_config(text: str, *, source: Path | None, env: Mapping[str, str]) -> Config:
     """Validate config text read from `source` (None: not from a file); ConfigError lists every problem."""
-    document = _load_yaml(text, source)
+    try:
+        document = load_yaml(text, source)
+    except ConfigInputError as exc:
+        raise ConfigError([str(exc)], source, names_file=exc.names_file) from None
     if document is None:
         raise ConfigError([f"{_TOP_LEVEL}: the config is empty; {_INIT_HINT}"], source)
     base_dir = source.parent if source is not None else Path.cwd()
@@ -167,61 +173,6 @@ def parse_config(text: str, *, source: Path | None, env: Mapping[str, str]) -> C
     config = _build(document, env, base_dir, source)
     logger.debug("config %s: %d project(s)", source or "<config>", len(config.projects))
     return config
-
-
-# --- YAML -----------------------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML would silently keep the last)."""
-
-
-def _construct_mapping_once(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    first_line: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node)
-        try:
-            seen = key in first_line
-        except TypeError:  # unhashable key: construct_mapping reports it with its position
-            continue
-        if seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first at line {first_line[key] + 1})",
-                key_node.start_mark,
-            )
-        first_line[key] = key_node.start_mark.line
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_once)
-
-
-def _load_yaml(text: str, source: Path | None) -> Any:
-    where = str(source) if source is not None else "<config>"
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "cannot be parsed"
-        if exc.context and exc.problem and exc.context_mark is not None:
-            context_mark = exc.context_mark
-            problem += f" ({exc.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
-        location = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark is not None else where
-        raise ConfigError([f"{location}: invalid YAML: {problem}"], source, names_file=True) from None
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise ConfigError(
-            [f"{where}:{line}:{column}: invalid YAML: character {_char_code(exc.character)} is not allowed"],
-            source,
-            names_file=True,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{where}: invalid YAML: {exc}"], source, names_file=True) from None
 
 
 # --- validation -------------------------------------------------------------------------------------------
@@ -274,6 +225,8 @@ _TYPE_NAMES = {
 
 
 def _schema_problems(document: Any) -> set[Problem]:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(_schema())
     duration_schema = _schema()["$defs"]["duration"]
     problems: set[Problem] = set()
@@ -394,7 +347,7 @@ def _semantic_problems(document: Any, env: Mapping[str, str], base_dir: Path) ->
             first_with_name[name] = index
 
     for key in ("poll_interval", "debounce", "remind_after"):
-        problems |= _duration_problems((key,), document.get(key), positive=key == "poll_interval")
+        problems |= _duration_problems((key,), document.get(key))
 
     notifiers = document.get("notifiers")
     command = notifiers.get("command") if isinstance(notifiers, dict) else None
@@ -404,7 +357,7 @@ def _semantic_problems(document: Any, env: Mapping[str, str], base_dir: Path) ->
                 (("notifiers", "command", "argv"), "required when notifiers.command.enabled is true")
             )
         timeout = command.get("timeout")
-        problems |= _duration_problems(("notifiers", "command", "timeout"), timeout, positive=True)
+        problems |= _duration_problems(("notifiers", "command", "timeout"), timeout)
         argv = command.get("argv")
         if isinstance(argv, list) and argv:
             check_expansion(("notifiers", "command", "argv", 0), argv[0], expand_path_text)
@@ -422,22 +375,37 @@ def _semantic_problems(document: Any, env: Mapping[str, str], base_dir: Path) ->
     return problems
 
 
-def _duration_problems(path: YamlPath, value: Any, *, positive: bool) -> set[Problem]:
-    """What the schema lets through: .inf and .nan, and 0 where it must be more than 0."""
+def _duration_problems(path: YamlPath, value: Any) -> set[Problem]:
+    """What the schema cannot check: .inf and .nan, and the key's range (`x-range`, `x-zero` in the schema)."""
     if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return set()  # missing, or the schema's type error
     try:
         seconds = parse_duration(value)
     except ValueError:
         return {(path, _DURATION_HINT)}
-    if positive and seconds == 0:
-        return {(path, "must be more than 0")}
-    return set()
+    low_text, high_text = _duration_range(path)
+    zero = _duration_schema(path).get("x-zero")
+    if zero is not None and seconds == 0:
+        return set()
+    if parse_duration(low_text) <= seconds <= parse_duration(high_text):
+        return set()
+    shown = visible(str(value).strip(), 24)
+    if zero is not None:
+        return {(path, f"must be 0 ({zero}) or from {low_text} to {high_text} (got {shown})")}
+    return {(path, f"must be from {low_text} to {high_text} (got {shown})")}
 
 
-def _char_code(character: str | int) -> str:
-    code = character if isinstance(character, int) else ord(character)
-    return f"#x{code:04x}"
+def _duration_schema(path: YamlPath) -> Mapping[str, Any]:
+    """The schema of the duration key at `path` (a top-level key, or notifiers.command.timeout)."""
+    node: Mapping[str, Any] = _schema()
+    for part in path:
+        node = node["properties"][part]
+    return node
+
+
+def _duration_range(path: YamlPath) -> tuple[str, str]:
+    low, high = _duration_schema(path)["x-range"]
+    return str(low), str(high)
 
 
 def _default_name(repo: Any, env: Mapping[str, str], base_dir: Path) -> str | None:
@@ -621,9 +589,13 @@ def _comment(text: str, indent: int) -> list[str]:
 
 def _yaml_value(value: Any) -> str:
     """One value as YAML on one line: plain scalars where YAML allows, JSON-style flow for lists."""
+    # A value holding characters display.visible would escape (bidi overrides, U+2028, …) is written in
+    # escaped form (\u202e): `init --print` shows it on a terminal and the YAML still reads back the same.
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    dumped = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=math.inf)
+        text = json.dumps(value, ensure_ascii=False)
+        return text if visible(text, None) == text else json.dumps(value)
+    plain = visible(str(value), None) == str(value)
+    dumped = yaml.safe_dump(value, default_flow_style=True, allow_unicode=plain, width=math.inf)
     dumped = dumped.removesuffix("\n").removesuffix("\n...")
     return dumped
 

@@ -36,12 +36,13 @@ from watchdog.observers import Observer
 from migwatch import __version__, alerts, alertstore
 from migwatch import git as gitio
 from migwatch.config import Config, ConfigError, load_config
-from migwatch.diagnose import ProjectSnapshot, group_of
+from migwatch.diagnose import ProjectSnapshot, group_of, unlisted_project
 from migwatch.logsetup import (
     add_file_log,
     configure_stderr,
     default_log_file,
     default_state_dir,
+    key_values,
     one_line,
     quote_value,
 )
@@ -226,7 +227,7 @@ class Daemon:
                 except Exception as exc:  # reported like any finding: the other projects still run
                     log.error("check failed project=%s error=%s", project.name, quote_value(one_line(exc)))
                     log.debug("check failed project=%s", project.name, exc_info=True)
-                    found.append(_discovery_finding(project.name, project.repo, one_line(exc)))
+                    found.append(unlisted_project(project.name, project.repo, one_line(exc)))
         finally:
             self.poller.shutdown()
             self._pool.shutdown(wait=True)
@@ -311,7 +312,7 @@ class Daemon:
                     project, options, self._pool, histories={g: v.history for g, v in views.items()}
                 )
             except gitio.GitError as exc:
-                finding = _discovery_finding(name, project.repo, str(exc))
+                finding = unlisted_project(name, project.repo, str(exc))
                 self._conclude(name, [finding], lambda key: key[0] == "discovery" and key[3] is None, False)
                 return [finding]
             now = datetime.fromtimestamp(self._clock(), timezone.utc)
@@ -520,33 +521,18 @@ def _outage_rules(
     return kept, scope
 
 
-def _discovery_finding(project: str, repo: Path, error: str) -> Finding:
-    return Finding(
-        code="discovery",
-        severity=Severity.ERROR,
-        project=project,
-        database=None,
-        worktree=None,
-        migration=None,
-        message=f"project {project}: {error}",
-        fix=(f"git -C {repo} worktree list", "why: migwatch finds the worktrees with git"),
-    )
-
-
 def _finding_fields(finding: Finding, *, with_fix: bool) -> str:
-    fields: list[tuple[str, object]] = [("code", finding.code), ("severity", finding.severity.value)]
-    fields.append(("project", finding.project))
-    if finding.worktree is not None:
-        fields.append(("worktree", finding.worktree))
-    if finding.database is not None:
-        fields.append(("database", finding.database))
-    if finding.migration is not None:
-        fields.append(("migration", finding.migration))
+    fields: list[tuple[str, object]] = [
+        ("code", finding.code),
+        ("severity", finding.severity.value),
+        ("project", finding.project),
+        ("worktree", finding.worktree),
+        ("database", finding.database),
+        ("migration", finding.migration),
+    ]
     if with_fix:
-        fields.append(("message", finding.message))
-        if finding.fix:
-            fields.append(("fix", finding.fix[0]))
-    return " ".join(f"{key}={quote_value(value)}" for key, value in fields)
+        fields += [("message", finding.message), ("fix", finding.fix.headline)]
+    return key_values(fields)
 
 
 def _git_dir_of(worktree: Path, env: Mapping[str, str]) -> Path | None:

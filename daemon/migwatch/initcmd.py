@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from migwatch.config import (
 )
 from migwatch.dburl import group_key, parse_postgres, redact
 from migwatch.discovery import discover_worktree
+from migwatch.display import COMMAND_LIMIT, visible
 from migwatch.migrations import read_folder
 from migwatch.model import DatabaseRef, PrismaSetup, Worktree
 
@@ -284,8 +286,10 @@ def init_command(
             + "."
         )
     lines += _next_steps(scan, config_path, env, print_only=print_only, exists=exists)
+    lines += _guard_lines(scan, config_path, env)
     summary = err if print_only else out
-    summary.write(_redact_everything("\n".join(lines)) + "\n")
+    # One element of `lines` is one line: a name or a path holding a newline or an escape cannot add one.
+    summary.write("\n".join(visible(_redact_everything(line), COMMAND_LIMIT) for line in lines) + "\n")
     return 0
 
 
@@ -309,3 +313,14 @@ def _next_steps(
         )
     lines += [f"  {why.ljust(width)}  {command}" for why, command in steps]
     return lines
+
+
+def _guard_lines(scan: RepositoryScan, config_path: Path, env: Mapping[str, str]) -> list[str]:
+    """The aliases and agent hooks that put `migwatch guard` in front of Prisma (see guard.setup_lines)."""
+    from migwatch.guard import setup_lines
+    from migwatch.scripts import package_manager
+
+    option = "" if config_path == default_config_path(env) else f" --config {shlex.quote(str(config_path))}"
+    package_dir = scan.setups[0].package_dir if scan.setups else scan.repo
+    manager, _ = package_manager(scan.repo, package_dir)
+    return setup_lines(f"migwatch{option}", ["npx", manager])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -153,6 +154,106 @@ class GitOrigin:
     branches: tuple[str, ...]
 
 
+_SQL_REFUSED = frozenset(chr(n) for n in range(32) if chr(n) not in "\t\n\r") | {"\x7f"}
+
+
+def sql_literal(text: str) -> str:
+    """`'it''s'`: a standard SQL string literal (quotes doubled); ValueError for NUL and control characters.
+
+    A printed statement must touch exactly the row it names, so text that no SQL literal can
+    carry faithfully (NUL) or that a terminal would not show (control characters) is refused.
+    """
+    bad = sorted({c for c in text if c in _SQL_REFUSED})
+    if bad:
+        raise ValueError(f"refusing to put control characters {bad!r} into an SQL literal")
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One shell command line of a fix, as argv: rendered with POSIX quoting, never by formatting."""
+
+    argv: tuple[str, ...]
+    cwd: Path | None = None  # rendered as `cd <cwd> && …`
+    then: tuple[tuple[str, ...], ...] = ()  # further commands joined with ` && `
+    comment: str | None = None  # rendered after the command as `  # comment`
+
+    def render(self) -> str:
+        """`cd '/a b' && npx prisma migrate deploy  # comment`: safe to paste for any argv."""
+        parts = [shlex.join(self.argv), *(shlex.join(argv) for argv in self.then)]
+        if self.cwd is not None:
+            parts.insert(0, f"cd {shlex.quote(str(self.cwd))}")
+        line = " && ".join(parts)
+        return f"{line}  # {self.comment}" if self.comment else line
+
+
+@dataclass(frozen=True)
+class SqlStatement:
+    """A statement for the user to run by hand; build it only with `sql_literal` for values."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line of advice that is not a command (shown without `$`); it may end with an SQL statement."""
+
+    text: str
+    sql: SqlStatement | None = None
+
+    def render(self) -> str:
+        return self.text + (self.sql.text if self.sql else "")
+
+
+Step = Command | Note
+
+
+@dataclass(frozen=True)
+class Fix:
+    """What to do about a finding: steps (commands and notes), the reset warning, and why."""
+
+    steps: tuple[Step, ...] = ()
+    reset_warning: str | None = None  # "Do not run `prisma migrate dev` …" where a reset threatens
+    why: str | None = None  # rendered as `why: …`, always last
+
+    @property
+    def headline(self) -> str | None:
+        """The one line an alert or a log line shows: the first command, else the first note."""
+        first: Step | None = next((s for s in self.steps if isinstance(s, Command)), None)
+        first = first or next(iter(self.steps), None)
+        return first.render() if first is not None else None
+
+    def lines(self) -> list[str]:
+        """The fix as the text lines of `status --json` (SPEC §7)."""
+        out = [step.render() for step in self.steps]
+        if self.reset_warning:
+            out.append(self.reset_warning)
+        if self.why:
+            out.append(f"why: {self.why}")
+        return out
+
+    def shown(self) -> list[tuple[bool, str]]:
+        """(is a command, text) per line: how the human report decides which lines get a `$`."""
+        kinds = [isinstance(step, Command) for step in self.steps] + [False, False]
+        return list(zip(kinds, self.lines(), strict=False))
+
+    def __bool__(self) -> bool:
+        return bool(self.steps or self.reset_warning or self.why)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a finding's migration comes from: the worktree (and its branch) that has it."""
+
+    worktree: str
+    branch: str | None
+
+    def describe(self) -> str:
+        """`feature/x (Americano-epic5)`, or the folder alone when detached."""
+        folder = Path(self.worktree).name
+        return f"{self.branch} ({folder})" if self.branch and folder else self.branch or folder
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem (or remark) found by a check; SPEC §6."""
@@ -164,8 +265,9 @@ class Finding:
     worktree: str | None
     migration: str | None
     message: str
-    fix: tuple[str, ...] = ()
+    fix: Fix = Fix()
     details: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    origin: Origin | None = field(default=None, compare=False)
 
     @property
     def key(self) -> tuple[str, str, str | None, str | None, str | None]:
@@ -181,6 +283,6 @@ class Finding:
             "worktree": self.worktree,
             "migration": self.migration,
             "message": self.message,
-            "fix": list(self.fix),
+            "fix": self.fix.lines(),
             "details": dict(self.details),
         }

@@ -20,7 +20,7 @@ from migwatch.config import Config, ProjectConfig
 from migwatch.discovery import discover_worktree, is_ignored, schema_files
 from migwatch.history import read_history
 from migwatch.migrations import ChecksumCache, conflict_lines, read_folder
-from migwatch.model import DatabaseRef, Finding, GitOrigin, History, Severity, Worktree
+from migwatch.model import DatabaseRef, Finding, GitOrigin, History, Worktree
 from migwatch.report import DatabaseSummary, ProjectReport, StatusReport, WorktreeSummary
 
 log = logging.getLogger(__name__)
@@ -341,16 +341,7 @@ def check_project(
     try:
         snapshot = snapshot_project(project, options, pool)
     except gitio.GitError as exc:
-        finding = Finding(
-            code="discovery",
-            severity=Severity.ERROR,
-            project=project.name,
-            database=None,
-            worktree=None,
-            migration=None,
-            message=f"project {project.name}: {exc}",
-            fix=(f"git -C {project.repo} worktree list", "why: migwatch finds the worktrees with git"),
-        )
+        finding = diagnose.unlisted_project(project.name, project.repo, str(exc))
         return ProjectReport(
             name=project.name, repo=project.repo, databases=(), worktrees=(), findings=(finding,)
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from migwatch.display import COMMAND_LIMIT, visible
 from migwatch.model import Finding, Severity
 
 JSON_VERSION = 1
@@ -147,43 +149,26 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
 
     lines: list[str] = []
     for project in report.projects:
-        lines.append(paint(f"{project.name}  {project.repo}", "bold"))
+        lines.append(paint(f"{visible(project.name)}  {visible(project.repo)}", "bold"))
         for database in project.databases:
             state = "reachable" if database.reachable else "UNREACHABLE"
             if database.reachable and not database.managed:
                 state = "no _prisma_migrations table"
-            latest = f", latest {database.latest}" if database.latest else ""
+            latest = f", latest {visible(database.latest)}" if database.latest else ""
             failed = f", {database.failed} failed" if database.failed else ""
-            lines.append(f"  database {database.id}: {state}, {database.applied} applied{failed}{latest}")
+            lines.append(
+                f"  database {visible(database.id)}: {state}, {database.applied} applied{failed}{latest}"
+            )
         if project.worktrees:
-            headers = ("WORKTREE", "BRANCH", "STATE", "LOCAL", "APPLIED", "PRISMA")
-            rows = [
-                (
-                    w.path.name,
-                    w.branch or "(detached)",
-                    w.state,
-                    str(w.local),
-                    str(w.applied_here),
-                    w.prisma_version,
-                )
-                for w in project.worktrees
-            ]
-            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-            lines.append("  " + "  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip())
-            for row in rows:
-                cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
-                cells[2] = paint(cells[2], row[2])
-                lines.append("  " + "  ".join(cells).rstrip())
+            lines += _worktree_table(project.worktrees, paint)
         if project.findings:
             lines.append("")
             for finding in project.findings:
                 tag = paint(f"{finding.severity.value.upper():7}", finding.severity.value)
-                lines.append(f"  {tag} {finding.code}: {finding.message}")
-                for step in finding.fix:
-                    prefix = "" if step.startswith(("why:", "#", "Do not")) else "$ "
-                    lines.append(
-                        f"          {paint(prefix + step, 'dim') if prefix == '' else prefix + step}"
-                    )
+                lines.append(f"  {tag} {finding.code}: {visible(finding.message)}")
+                for is_command, line in finding.fix.shown():
+                    shown = visible(line, COMMAND_LIMIT)
+                    lines.append(f"          $ {shown}" if is_command else f"          {paint(shown, 'dim')}")
         else:
             lines.append(paint("  no problems found", "ok"))
         lines.append("")
@@ -191,3 +176,26 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
     summary = ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in counts.items())
     lines.append(f"checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC: {summary}")
     return "\n".join(lines) + "\n"
+
+
+def _worktree_table(worktrees: tuple[WorktreeSummary, ...], paint: Callable[[str, str], str]) -> list[str]:
+    """One row per worktree; every cell made visible first, so no name can add a row or a column."""
+    headers = ("WORKTREE", "BRANCH", "STATE", "LOCAL", "APPLIED", "PRISMA")
+    rows = [
+        (
+            visible(w.path.name),
+            visible(w.branch) if w.branch else "(detached)",
+            w.state,
+            str(w.local),
+            str(w.applied_here),
+            visible(w.prisma_version),
+        )
+        for w in worktrees
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  " + "  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        cells[2] = paint(cells[2], row[2])
+        lines.append("  " + "  ".join(cells).rstrip())
+    return lines

@@ -22,6 +22,8 @@ from string import Template
 from typing import TextIO
 from xml.sax.saxutils import escape as xml_escape
 
+from migwatch.display import COMMAND_LIMIT, visible
+
 logger = logging.getLogger(__name__)
 
 LABEL = "dev.migwatch.agent"
@@ -259,7 +261,9 @@ def status(ctx: ServiceContext, *, run: Runner = subprocess_run, out: TextIO, lo
             out.write(f"log: {log_file} (not written yet)\n")
         else:
             out.write(f"last {len(tail)} lines of {log_file}:\n")
-            out.writelines(f"  {line}\n" for line in tail)
+            out.writelines(
+                f"  {visible(line, COMMAND_LIMIT)}\n" for line in tail
+            )  # a log file anyone may append to
     return 0 if installed and running else 1
 
 

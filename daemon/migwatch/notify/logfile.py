@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from migwatch.alerts import Alert
-from migwatch.notify.base import quote_value, register
+from migwatch.logsetup import key_values
+from migwatch.notify.base import register
 
 ALERT_LOGGER = "migwatch.alerts"
 
@@ -14,32 +14,22 @@ ALERT_LOGGER = "migwatch.alerts"
 def format_alert_line(alert: Alert) -> str:
     """`ALERT new code=… severity=… worktree=… migration=… from=… fix="…"`: greppable, one line."""
     finding = alert.finding
-    fields: list[tuple[str, object]] = [("code", finding.code), ("severity", finding.severity.value)]
     if finding.worktree is not None:
-        fields.append(("worktree", finding.worktree))
+        where = ("worktree", finding.worktree)
     elif finding.database is not None:
-        fields.append(("database", finding.database))
+        where = ("database", finding.database)
     else:
-        fields.append(("project", finding.project))
-    if finding.migration is not None:
-        fields.append(("migration", finding.migration))
-    origin = _origin_branch(finding.details.get("found_in"))
-    if origin:
-        fields.append(("from", origin))
-    if alert.kind != "resolved" and finding.fix:
-        fields.append(("fix", finding.fix[0]))
-    return f"ALERT {alert.kind} " + " ".join(f"{key}={quote_value(value)}" for key, value in fields)
-
-
-def _origin_branch(found_in: object) -> str | None:
-    if not isinstance(found_in, (list, tuple)):
-        return None
-    for place in found_in:
-        if isinstance(place, Mapping):
-            origin = place.get("branch") or place.get("worktree")
-            if origin:
-                return str(origin)
-    return None
+        where = ("project", finding.project)
+    origin = finding.origin
+    fields: list[tuple[str, object]] = [
+        ("code", finding.code),
+        ("severity", finding.severity.value),
+        where,
+        ("migration", finding.migration),
+        ("from", (origin.branch or origin.worktree) if origin else None),
+        ("fix", finding.fix.headline if alert.kind != "resolved" else None),
+    ]
+    return f"ALERT {alert.kind} {key_values(fields)}"
 
 
 @register("log")

@@ -1,0 +1,103 @@
+"""The git evidence: which git facts the findings need (asked only for what `analyse` found), and their answers.
+
+The pipeline runs git for an `EvidenceRequest` and hands back an `Evidence`; the finding modules
+only read it. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migwatch.diagnose.semantics import ProjectSnapshot, WorktreeSnapshot, WorktreeVerdict
+from migwatch.model import GitOrigin
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Git facts for an edited migration.sql."""
+
+    rev: str | None = None  # a commit whose migration.sql matches the database
+    changed_by: str | None = None  # "an uncommitted change in this worktree" / "<sha> <subject> (…)"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Git facts the pipeline gathered for the cases `analyse` found (see `evidence_needed`)."""
+
+    committed: Mapping[Path, frozenset[str]] = field(default_factory=dict)  # worktree → names at HEAD
+    origins: Mapping[str, GitOrigin | None] = field(default_factory=dict)  # name → git origin
+    restores: Mapping[tuple[Path, str], Restore] = field(default_factory=dict)
+    tracked_sql: Mapping[tuple[Path, str], bool] = field(default_factory=dict)  # migration.sql at HEAD?
+    empty_folders: frozenset[Path] = frozenset()
+    base_names: Mapping[str, frozenset[str]] = field(default_factory=dict)  # migrations dir → names on base
+    unmerged_sql: Mapping[Path, str] = field(default_factory=dict)  # migration folder → its SQL text
+
+
+@dataclass(frozen=True)
+class EvidenceRequest:
+    """The git questions the findings need answered (asked only for what was found)."""
+
+    committed: frozenset[Path]  # worktrees whose HEAD listing is needed
+    origins: frozenset[tuple[str, str]]  # (migration name, migrations folder relative to the repo root)
+    restores: frozenset[tuple[Path, str, str]]  # (worktree, migration, stored checksum)
+    tracked_sql: frozenset[tuple[Path, str]]  # (worktree, migration) missing migration.sql
+    base_dirs: frozenset[str] = frozenset()  # migrations dirs (repo-relative) to list on the base branch
+
+
+def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict]) -> EvidenceRequest:
+    """Which git facts `findings` will use, so the pipeline asks git only for those."""
+    committed: set[Path] = set()
+    origins: set[tuple[str, str]] = set()
+    restores: set[tuple[Path, str, str]] = set()
+    tracked: set[tuple[Path, str]] = set()
+    for verdict in verdicts:
+        for name in verdict.behind:
+            having = holders(project, name)
+            committed.update(s.worktree.path for s in having)
+            if not having:
+                rel = migrations_rel(verdict.snapshot)
+                origins.add((name, rel or ""))
+        for name, stored in verdict.edited:
+            restores.add((verdict.snapshot.worktree.path, name, stored or ""))
+        for name in verdict.missing_sql:
+            tracked.add((verdict.snapshot.worktree.path, name))
+    base_dirs = frozenset(
+        rel for s in project.worktrees if project.base_branch and (rel := migrations_rel(s)) is not None
+    )
+    return EvidenceRequest(
+        frozenset(committed), frozenset(origins), frozenset(restores), frozenset(tracked), base_dirs
+    )
+
+
+def unmerged_migrations(project: ProjectSnapshot, evidence: Evidence) -> dict[Path, list[str]]:
+    """Per worktree, the migrations its folder has that the base branch does not (needs `base_names`)."""
+    out: dict[Path, list[str]] = {}
+    for snapshot in project.worktrees:
+        rel = migrations_rel(snapshot)
+        if snapshot.folder is None or rel is None or rel not in evidence.base_names:
+            continue
+        if snapshot.worktree.branch == project.base_branch:
+            continue
+        base = evidence.base_names[rel]
+        out[snapshot.worktree.path] = [
+            m.name for m in snapshot.folder.migrations if m.name not in base and m.has_sql
+        ]
+    return out
+
+
+def holders(project: ProjectSnapshot, name: str) -> list[WorktreeSnapshot]:
+    """The worktrees whose migrations folder has a migration of this name."""
+    return [s for s in project.worktrees if s.folder is not None and name in s.folder.names]
+
+
+def migrations_rel(snapshot: WorktreeSnapshot) -> str | None:
+    """The migrations folder relative to the worktree (`prisma/migrations`); None when outside it."""
+    directory = snapshot.setup.migrations_dir
+    if directory is None:
+        return None
+    try:
+        return directory.relative_to(snapshot.worktree.path).as_posix()
+    except ValueError:
+        return None

@@ -1,0 +1,52 @@
+"""Builders of fix commands and fix text. Commands are argv lists, never formatted strings.
+
+Every shell line a fix prints is a `Command` (quoted by `shlex.join` when rendered); every SQL
+value goes through `sql_literal`. A finding module says *what* to run; this module says *how*.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migwatch.diagnose.context import Ctx, names
+from migwatch.diagnose.semantics import WorktreeSnapshot
+from migwatch.model import Command, PrismaSetup, SqlStatement, sql_literal
+
+
+def git(worktree: Path, *args: str, comment: str | None = None) -> Command:
+    """`git -C <worktree> <args…>`."""
+    return Command(("git", "-C", str(worktree), *args), comment=comment)
+
+
+def prisma(setup: PrismaSetup, *args: str, comment: str | None = None) -> Command:
+    """`cd <package dir> && npx prisma <args…>`: Prisma runs where its package.json is."""
+    return Command(("npx", "prisma", *args), cwd=setup.package_dir, comment=comment)
+
+
+def deploy(setup: PrismaSetup) -> Command:
+    """`cd <package dir> && npx prisma migrate deploy`."""
+    return prisma(setup, "migrate", "deploy")
+
+
+def shell(*argv: str, comment: str | None = None) -> Command:
+    """Any other command (`ls`, `mv`, `cp`, `rmdir`, `pg_isready`)."""
+    return Command(tuple(argv), comment=comment)
+
+
+def reset_warning(ctx: Ctx, snapshot: WorktreeSnapshot, group: str | None) -> str:
+    """The warning that `prisma migrate dev`/`reset` would offer to wipe a shared database."""
+    others = [s for s in ctx.members(group) if s.worktree.path != snapshot.worktree.path] if group else []
+    shared = f"shared with {names(others)}" if others else "it uses"
+    return (
+        f"Do not run `prisma migrate dev` or `prisma migrate reset` in {snapshot.worktree.path.name}: "
+        f"Prisma will offer to reset the database {shared}, deleting everyone's data."
+    )
+
+
+def delete_history_row(migration: str) -> SqlStatement | None:
+    """`DELETE FROM _prisma_migrations WHERE migration_name = '…';`, or None when no literal can carry the name."""
+    try:
+        literal = sql_literal(migration)
+    except ValueError:
+        return None
+    return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name = {literal};")

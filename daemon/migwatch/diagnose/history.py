@@ -1,0 +1,268 @@
+"""History findings: where a worktree's folder and its database's `_prisma_migrations` disagree.
+
+behind_database, pending, out_of_order, checksum_mismatch (the migration-history comparison of
+`semantics.analyse`, turned into messages and fixes). Not to be confused with `migwatch.history`,
+which reads the table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from migwatch.checksum import checksum_matches
+from migwatch.diagnose.context import Ctx, database_id, finding, names, where
+from migwatch.diagnose.evidence import Restore, holders, migrations_rel
+from migwatch.diagnose.fixes import delete_history_row, deploy, git, reset_warning, shell
+from migwatch.diagnose.semantics import WorktreeSnapshot, WorktreeVerdict
+from migwatch.model import Command, Finding, Fix, HistoryRow, Note, Step
+
+
+def _applied_row(verdict: WorktreeVerdict, name: str) -> HistoryRow | None:
+    if verdict.history is None:
+        return None
+    return next((r for r in verdict.history.rows if r.migration_name == name), None)
+
+
+def _row_state(row: HistoryRow | None) -> str:
+    if row is not None and row.failed:
+        return " (its row is failed)"
+    if row is not None and row.rolled_back:
+        return (
+            " (its row is rolled back — its changes were undone — but this worktree's Prisma still counts it)"
+        )
+    return ""
+
+
+def behind_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
+    """behind_database: one per migration the database has and this worktree's folder lacks."""
+    return [_behind(ctx, verdict, name) for name in verdict.behind]
+
+
+def _behind(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
+    snapshot = verdict.snapshot
+    path = snapshot.worktree.path
+    db = database_id(snapshot)
+    others = [s for s in holders(ctx.project, name) if s.worktree.path != path]
+    row = _applied_row(verdict, name)
+    applied_at = row.started_at.isoformat(timespec="seconds") if row and row.started_at else None
+    rel = migrations_rel(snapshot) or "prisma/migrations"
+    state = _row_state(row)
+    steps, origin_text = _bring_in(ctx, snapshot, others, name, rel, row, applied_at)
+    return finding(
+        ctx,
+        "behind_database",
+        database=db,
+        worktree=path,
+        migration=name,
+        message=f"{snapshot.worktree.label} is behind the database: {name} is "
+        f"{'applied' if not state else 'recorded'} in {db}{state} "
+        f"but missing from {rel}; {origin_text}",
+        fix=Fix(
+            steps=steps,
+            reset_warning=reset_warning(ctx, snapshot, verdict.group),
+            why=f"{path.name}'s Prisma does not know {name}; bring the folder here from where it lives "
+            "(`prisma migrate resolve --applied` cannot work without the folder)",
+        ),
+        origin=others[0] if others else None,
+        found_in=[where(s) for s in others],
+        applied_at=applied_at,
+    )
+
+
+def _bring_in(
+    ctx: Ctx,
+    snapshot: WorktreeSnapshot,
+    others: list[WorktreeSnapshot],
+    name: str,
+    rel: str,
+    row: HistoryRow | None,
+    applied_at: str | None,
+) -> tuple[tuple[Step, ...], str]:
+    """The steps that bring a migration into this worktree, and where the message says it is."""
+    path = snapshot.worktree.path
+    committed = next(
+        (
+            s
+            for s in others
+            if s.worktree.branch and name in ctx.evidence.committed.get(s.worktree.path, frozenset())
+        ),
+        None,
+    )
+    if committed is not None:
+        branches = ", ".join(s.worktree.branch or "detached" for s in others)
+        return (
+            git(path, "merge", committed.worktree.branch or ""),
+        ), f"it is in {names(others)} ({branches})"
+    if others:
+        holder = others[0]
+        holder_path = holder.worktree.path
+        folder = (migrations_rel(holder) or rel) + "/" + name
+        add = git(holder_path, "add", folder)
+        commit = ("git", "-C", str(holder_path), "commit", "-m", "Add migration " + name)
+        steps: tuple[Step, ...] = (Command(add.argv, then=(commit,)),)
+        if holder.worktree.branch:
+            steps += (git(path, "merge", holder.worktree.branch),)
+        return steps, f"it is in {names(others)}, not committed yet"
+    origin = ctx.evidence.origins.get(name)
+    if origin is not None and origin.branches:
+        several = len(origin.branches) > 1
+        return (git(path, "merge", origin.branches[0]),), (
+            f"no worktree has it; branch{'es' if several else ''} {', '.join(origin.branches)} "
+            f"(commit {origin.commit[:10]} {origin.subject!r}) {'have' if several else 'has'} it"
+        )
+    if origin is not None:
+        return (
+            (git(path, "checkout", origin.commit[:12], "--", rel + "/" + name),),
+            f"no branch has it; commit {origin.commit[:10]} ({origin.date}) does",
+        )
+    when = f" on {applied_at}" if applied_at else ""
+    undo = "" if row is not None and row.rolled_back else "undo its changes in the database by hand, then "
+    delete = delete_history_row(name)
+    how = (
+        "delete its row: " if delete else "delete its row (its name holds control characters: pick it by id)"
+    )
+    return (Note(f"# ask who applied it{when}; if it was abandoned, {undo}{how}", delete),), (
+        f"no worktree, branch or commit has it: it was applied{when} from work that is gone "
+        "(an abandoned experiment?)"
+    )
+
+
+def pending_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
+    """pending: one per migration of the folder the database has not applied."""
+    return [_pending(ctx, verdict, name) for name in verdict.pending]
+
+
+def _pending(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
+    snapshot = verdict.snapshot
+    path = snapshot.worktree.path
+    db = database_id(snapshot)
+    others = [
+        s
+        for s in ctx.members(verdict.group or "")
+        if s.worktree.path != path and (s.folder is None or name not in s.folder.names)
+    ]
+    steps: tuple[Step, ...] = (deploy(snapshot.setup),)
+    if verdict.behind:
+        steps += (
+            Note(
+                f"# before that, bring in the migrations {path.name} is behind on (its behind_database alerts)"
+            ),
+        )
+    why = f"applies it to {db}"
+    if others:
+        why += (
+            f"; then {names(others)} will be behind the database until they get "
+            f"{name} (merge {snapshot.worktree.branch or 'this branch'})"
+        )
+    return finding(
+        ctx,
+        "pending",
+        database=db,
+        worktree=path,
+        migration=name,
+        message=f"{snapshot.worktree.label}: {name} is not applied to {db}",
+        fix=Fix(steps=steps, why=why),
+        would_be_behind=[where(s) for s in others],
+    )
+
+
+def newer_name(name: str, newest: str, now: datetime) -> str:
+    """A folder name that sorts after `newest`: a fresh 14-digit timestamp with the same description."""
+    stamp = now.astimezone(timezone.utc)
+    if newest[:14].isdigit():
+        try:
+            newest_time = datetime.strptime(newest[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+            stamp = max(stamp, newest_time + timedelta(seconds=1))
+        except ValueError:
+            pass
+    description = name[14:].lstrip("_") if name[:14].isdigit() else name
+    return f"{stamp:%Y%m%d%H%M%S}_{description}"
+
+
+def out_of_order_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
+    """out_of_order: one per unapplied migration that sorts before the newest applied one."""
+    return [_out_of_order(ctx, verdict, name) for name in verdict.out_of_order]
+
+
+def _out_of_order(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
+    snapshot = verdict.snapshot
+    path = snapshot.worktree.path
+    db = database_id(snapshot)
+    newest = verdict.newest_applied or ""
+    renamed = newer_name(name, newest, ctx.now)
+    base = snapshot.setup.migrations_dir or path
+    return finding(
+        ctx,
+        "out_of_order",
+        database=db,
+        worktree=path,
+        migration=name,
+        message=(
+            f"{snapshot.worktree.label}: {name} is not applied and sorts before {newest}, the newest migration "
+            f"applied to {db}"
+        ),
+        fix=Fix(
+            steps=(shell("mv", str(base / name), str(base / renamed)),),
+            why="`prisma migrate deploy` would apply it out of order and `prisma migrate dev` would report a "
+            "diverged history; rename it to a newer timestamp before it is applied or merged, if it depends on later ones",
+        ),
+        newest_applied=newest,
+        suggested_name=renamed,
+    )
+
+
+def edited_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
+    """checksum_mismatch: one per applied migration whose migration.sql changed."""
+    return [_edited(ctx, verdict, name, stored) for name, stored in verdict.edited]
+
+
+def _edited(ctx: Ctx, verdict: WorktreeVerdict, name: str, stored: str | None) -> Finding:
+    snapshot = verdict.snapshot
+    path = snapshot.worktree.path
+    db = database_id(snapshot)
+    sql = (snapshot.setup.migrations_dir or path) / name / "migration.sql"
+    rel = sql.relative_to(path).as_posix() if path in sql.parents else str(sql)
+    matching = [
+        s
+        for s in ctx.members(verdict.group or "")
+        if s.worktree.path != path
+        and s.folder is not None
+        and (m := s.folder.get(name)) is not None
+        and checksum_matches(stored, m.checksums)
+    ]
+    restore = ctx.evidence.restores.get((path, name), Restore())
+    if restore.rev:
+        step = git(path, "checkout", restore.rev[:12], "--", rel)
+    elif matching:
+        other = matching[0].setup.migrations_dir or matching[0].worktree.path
+        step = shell("cp", str(other / name / "migration.sql"), str(sql))
+    else:
+        step = git(
+            path, "log", "-p", "--", rel, comment="no copy matches the database; find the applied text"
+        )
+    copies = (
+        f"; the copy in {names(matching)} matches the database"
+        if matching
+        else "; no worktree's copy matches"
+    )
+    changed = f" (changed by {restore.changed_by})" if restore.changed_by else ""
+    no_checksum = " (its row has no checksum)" if not stored else ""
+    return finding(
+        ctx,
+        "checksum_mismatch",
+        database=db,
+        worktree=path,
+        migration=name,
+        message=(
+            f"{snapshot.worktree.label}: applied migration {name} was edited{changed}: its migration.sql no longer "
+            f"matches the checksum recorded in {db}{no_checksum}{copies}"
+        ),
+        fix=Fix(
+            steps=(step,),
+            reset_warning=reset_warning(ctx, snapshot, verdict.group),
+            why="never edit an applied migration — put the change in a new migration instead",
+        ),
+        matches_in=[where(s) for s in matching],
+        restore_rev=restore.rev,
+        changed_by=restore.changed_by,
+    )

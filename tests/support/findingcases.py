@@ -1,0 +1,355 @@
+"""Plain-value projects that reach every branch of `diagnose.findings` (message and fix text).
+
+Each case is a `ProjectSnapshot` + `Evidence` built from model objects only (no git, no database):
+`tests/test_diagnose_snapshots.py` renders the findings of every case and compares them with
+`tests/snapshots/findings.json`, so moving the diagnose code cannot change a single character of a
+message or a fix line without the diff showing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from migwatch import diagnose
+from migwatch.diagnose import Evidence, ProjectSnapshot, Restore, WorktreeSnapshot
+from migwatch.model import (
+    DatabaseRef,
+    GitOrigin,
+    History,
+    HistoryRow,
+    LocalMigration,
+    MigrationsFolder,
+    PrismaSetup,
+    Worktree,
+)
+from migwatch.report import ProjectReport, StatusReport, render_text
+
+NOW = datetime(2026, 11, 29, 6, 0, 0, tzinfo=timezone.utc)
+ROOT = Path("/home/dev/Americano")
+PG = DatabaseRef(
+    provider="postgresql",
+    id="postgresql://dev@localhost:5432/americano?schema=public",
+    url="postgresql://dev:secret@localhost:5432/americano?schema=public",
+)
+SQLITE = DatabaseRef(provider="sqlite", id="file:/home/dev/Americano/prisma/dev.db", url="file:./dev.db")
+INIT = "20251001000000_init"
+SECOND = "20251002000000_add_users"
+THIRD = "20251003000000_add_posts"
+LATE = "20251004000000_add_tags"
+EARLY = "20250930000000_early_idea"
+
+
+def checksum_of(name: str) -> str:
+    """A stable fake sha256 per migration name (the checksum rules are tested elsewhere)."""
+    return (name.encode().hex() * 4)[:64].ljust(64, "0")
+
+
+def worktree(folder: str, branch: str | None, *, is_main: bool = False) -> Worktree:
+    path = ROOT if folder == "" else ROOT.parent / folder
+    return Worktree(path=path, head="0123456789abcdef0123", branch=branch, is_main=is_main)
+
+
+def folder_of(
+    where: Path, names: Iterable[str], *, edited: Iterable[str] = (), no_sql: Iterable[str] = (), **kw: Any
+) -> MigrationsFolder:
+    parent = where / "prisma" / "migrations"
+    migrations = tuple(
+        LocalMigration(
+            name=name,
+            parent=parent,
+            checksums=() if name in no_sql else (checksum_of(name + ("!" if name in edited else "")),),
+            has_sql=name not in no_sql,
+        )
+        for name in names
+    )
+    return MigrationsFolder(path=parent, exists=True, migrations=migrations, lock_provider=kw.get("lock"))
+
+
+def member(
+    tree: Worktree,
+    names: Iterable[str] = (),
+    *,
+    database: DatabaseRef = PG,
+    folder: MigrationsFolder | None = None,
+    **setup: Any,
+) -> WorktreeSnapshot:
+    """A worktree using `database` with the given migrations in prisma/migrations."""
+    prisma = PrismaSetup(
+        worktree=tree,
+        prisma_version=setup.pop("version", (6, 19, 0)),
+        package_dir=tree.path,
+        schema_path=tree.path / "prisma" / "schema.prisma",
+        migrations_dir=tree.path / "prisma" / "migrations",
+        provider=setup.pop("provider", database.provider),
+        database=database,
+        **setup,
+    )
+    return WorktreeSnapshot(setup=prisma, folder=folder or folder_of(tree.path, names))
+
+
+def row(
+    name: str, *, failed: bool = False, rolled_back: bool = False, checksum: str | None = ""
+) -> HistoryRow:
+    started = datetime(2025, 10, 5, 12, 0, 0, tzinfo=timezone.utc)
+    return HistoryRow(
+        id=name,
+        migration_name=name,
+        checksum=checksum_of(name) if checksum == "" else checksum,
+        started_at=started,
+        finished_at=None if failed or rolled_back else started,
+        rolled_back_at=started if rolled_back else None,
+        logs='ERROR: relation "users" already exists\nat line 3' if failed else None,
+        applied_steps_count=0 if failed else 1,
+    )
+
+
+def project(
+    members: Iterable[WorktreeSnapshot],
+    rows: Iterable[HistoryRow] = (),
+    *,
+    history: Callable[[DatabaseRef], History] | None = None,
+    **kw: Any,
+) -> ProjectSnapshot:
+    """A project whose members share one database holding `rows` (or `history(ref)`)."""
+    snapshots = tuple(members)
+    histories: dict[str, History] = {}
+    for snapshot in snapshots:
+        key = diagnose.group_of(snapshot)
+        ref = snapshot.setup.database
+        if key is None or ref is None or key in histories:
+            continue
+        histories[key] = history(ref) if history else History(database=ref, reachable=True, rows=tuple(rows))
+    return ProjectSnapshot(name="Americano", repo=ROOT, worktrees=snapshots, histories=histories, **kw)
+
+
+MAIN = worktree("", "main", is_main=True)
+EPIC3 = worktree("Americano-epic3", "feature/epic-3")
+EPIC5 = worktree("Americano-epic5", "feature/epic-5")
+DETACHED = worktree("Americano-detached", None)
+HOSTILE = worktree("Americano-$(touch pwned) it's", "feat/$(id)'x")
+
+
+def _cases() -> dict[str, tuple[ProjectSnapshot, Evidence]]:
+    both = [row(INIT), row(SECOND)]
+    none = Evidence()
+    cases: dict[str, tuple[ProjectSnapshot, Evidence]] = {}
+
+    def add(name: str, snapshot: ProjectSnapshot, evidence: Evidence = none) -> None:
+        cases[name] = (snapshot, evidence)
+
+    add("clean", project([member(MAIN, [INIT, SECOND]), member(EPIC3, [INIT, SECOND])], both))
+    gone = replace(EPIC5, prunable="gitdir file points to non-existent location")
+    add("prunable", project([member(MAIN, [INIT])], [row(INIT)], skipped=(gone,)))
+    add(
+        "unreachable-postgresql",
+        project(
+            [member(MAIN, [INIT]), member(EPIC3, [INIT])],
+            history=lambda ref: History(database=ref, reachable=False, error="connection refused"),
+        ),
+    )
+    add(
+        "unreachable-sqlite",
+        project(
+            [member(MAIN, [INIT], database=SQLITE)],
+            history=lambda ref: History(database=ref, reachable=False, error="unable to open database file"),
+        ),
+    )
+    add(
+        "migration-running",
+        project(
+            [member(MAIN, [INIT])],
+            history=lambda ref: History(
+                database=ref, reachable=True, rows=(row(INIT),), migration_running=True
+            ),
+        ),
+    )
+    for label, names, error in (("", [INIT], None), ("-empty-folder", [], "relation missing")):
+        add(
+            f"not-managed{label}",
+            project(
+                [member(MAIN, names)],
+                history=lambda ref, e=error: History(database=ref, reachable=True, has_table=False, error=e),  # type: ignore[misc]
+            ),
+        )
+    add("failed-held", project([member(MAIN, [INIT, SECOND])], [row(INIT), row(SECOND, failed=True)]))
+    add("failed-nowhere", project([member(MAIN, [INIT])], [row(INIT), row(SECOND, failed=True)]))
+    quiet_fail = replace(row(SECOND, failed=True), logs=None, started_at=None)
+    add("failed-no-log", project([member(MAIN, [INIT, SECOND])], [row(INIT), quiet_fail]))
+    add(
+        "discovery",
+        project(
+            [
+                member(
+                    MAIN, [INIT], notes=("computed schema path in prisma.config.ts; assumed the default",)
+                ),
+                member(EPIC3, [INIT], problem="no Prisma schema found (looked in prisma/schema.prisma)"),
+                member(EPIC5, [INIT], problem="DATABASE_URL is not set (looked in .env)"),
+            ],
+            [row(INIT)],
+        ),
+    )
+    add("unsupported-provider", project([member(MAIN, [INIT], provider="mysql")], [row(INIT)]))
+    unlisted = MigrationsFolder(
+        path=MAIN.path / "prisma" / "migrations", exists=True, error="Permission denied"
+    )
+    add("folder-unlistable", project([member(MAIN, folder=unlisted)], [row(INIT)]))
+    locked = folder_of(MAIN.path, [INIT], lock="mysql")
+    add("provider-mismatch", project([member(MAIN, folder=locked)], [row(INIT)]))
+    _behind_cases(add)
+    _file_cases(add)
+    _branch_cases(add)
+    return cases
+
+
+def _behind_cases(add: Callable[..., None]) -> None:
+    both = [row(INIT), row(SECOND)]
+    committed = Evidence(committed={EPIC5.path: frozenset({INIT, SECOND})})
+    shared = [member(MAIN, [INIT]), member(EPIC3, [INIT]), member(EPIC5, [INIT, SECOND])]
+    add("behind-committed", project(shared, both), committed)
+    add("behind-uncommitted", project(shared, both))
+    detached = [member(MAIN, [INIT]), member(DETACHED, [INIT, SECOND])]
+    add("behind-uncommitted-detached", project(detached, both))
+    one = GitOrigin(
+        commit="feedbeefcafe0123456789", subject="Add users", date="2025-10-02", branches=("feature/users",)
+    )
+    two = replace(one, branches=("feature/users", "release/1"))
+    dangling = replace(one, branches=())
+    alone = [member(MAIN, [INIT])]
+    add("behind-origin-branch", project(alone, both), Evidence(origins={SECOND: one}))
+    add("behind-origin-branches", project(alone, both), Evidence(origins={SECOND: two}))
+    add("behind-origin-commit", project(alone, both), Evidence(origins={SECOND: dangling}))
+    add("behind-nowhere", project(alone, both))
+    add("behind-nowhere-rolled-back", project(alone, [row(INIT), row(SECOND, rolled_back=True)]))
+    add("behind-nowhere-failed", project(alone, [row(INIT), row(SECOND, failed=True)]))
+    hostile_name = "20251002000000_it's; $(rm -rf ~)"
+    add("failed-hostile-name", project([member(MAIN, [INIT])], [row(INIT), row(hostile_name, failed=True)]))
+    add("behind-control-character-name", project(alone, [row(INIT), row("20251002000000_bell\x07")]))
+    add(
+        "not-managed-hostile-name",
+        project(
+            [member(HOSTILE, [hostile_name])],
+            history=lambda ref: History(database=ref, reachable=True, has_table=False),
+        ),
+    )
+    add("behind-hostile-name", project(alone, [row(INIT), row("20251002000000_it's; DROP TABLE x")]))
+    hostile = [member(MAIN, [INIT]), member(HOSTILE, [INIT, SECOND])]
+    add(
+        "behind-hostile-worktree",
+        project(hostile, both),
+        Evidence(committed={HOSTILE.path: frozenset({SECOND})}),
+    )
+    pending = [member(MAIN, [INIT, SECOND]), member(EPIC3, [INIT])]
+    add("pending-others", project(pending, [row(INIT)]))
+    add("pending-alone", project([member(MAIN, [INIT, SECOND])], [row(INIT)]))
+    add("pending-and-behind", project([member(MAIN, [INIT, THIRD])], [row(INIT), row(SECOND)]))
+    add("out-of-order", project([member(MAIN, [EARLY, INIT, SECOND])], both))
+    add("out-of-order-odd-newest", project([member(MAIN, ["aaa_first", "zzz"])], [row("zzz")]))
+
+
+def _file_cases(add: Callable[..., None]) -> None:
+    edited = [member(MAIN, folder=folder_of(MAIN.path, [INIT], edited=[INIT])), member(EPIC3, [INIT])]
+    add(
+        "edited-restore",
+        project(edited, [row(INIT)]),
+        Evidence(
+            restores={
+                (MAIN.path, INIT): Restore(rev="abcdef0123456789abcd", changed_by="an uncommitted change")
+            }
+        ),
+    )
+    add("edited-copy", project(edited, [row(INIT)]))
+    alone = [member(MAIN, folder=folder_of(MAIN.path, [INIT], edited=[INIT]))]
+    add(
+        "edited-nowhere",
+        project(alone, [row(INIT)]),
+        Evidence(restores={(MAIN.path, INIT): Restore(changed_by="c0ffee1 Tweak")}),
+    )
+    add("edited-no-checksum", project(alone, [row(INIT, checksum=None)]))
+    no_sql = [member(MAIN, folder=folder_of(MAIN.path, [INIT, SECOND], no_sql=[SECOND]))]
+    add(
+        "missing-sql-tracked", project(no_sql, [row(INIT)]), Evidence(tracked_sql={(MAIN.path, SECOND): True})
+    )
+    empty = MAIN.path / "prisma" / "migrations" / SECOND
+    add("missing-sql-empty", project(no_sql, [row(INIT)]), Evidence(empty_folders=frozenset({empty})))
+    add("missing-sql-untracked-applied", project(no_sql, [row(INIT), row(SECOND)]))
+    bad = folder_of(MAIN.path, [INIT])
+    bad = replace(
+        bad,
+        migrations=(replace(bad.migrations[0], read_error="cannot read migration.sql: Permission denied"),),
+    )
+    add("unreadable", project([member(MAIN, folder=bad)], [row(INIT)]))
+    marked = folder_of(MAIN.path, [INIT])
+    marked = replace(marked, migrations=(replace(marked.migrations[0], conflict_lines=(3, 9)),))
+    schema = MAIN.path / "prisma" / "schema.prisma"
+    add(
+        "conflict-markers",
+        project([replace(member(MAIN, folder=marked), schema_markers=((schema, (12,)),))], [row(INIT)]),
+    )
+    client = (
+        MAIN.path / "node_modules" / ".prisma" / "client" / "schema.prisma",
+        "model User {\n  id Int @id\n}\n",
+    )
+    fresh = "model User {\n  id Int @id\n  email String\n}\n// comment\nenum Role {\n  A\n}\n"
+    stale = replace(member(MAIN, [INIT]), schema_text=fresh, client_schema=client)
+    add("stale-client", project([stale], [row(INIT)]))
+    same = replace(member(MAIN, [INIT]), schema_text=client[1], client_schema=client)
+    add("fresh-client", project([same], [row(INIT)]))
+
+
+def _branch_cases(add: Callable[..., None]) -> None:
+    rel = "prisma/migrations"
+    many = [f"2025100{i}000000_m{i}" for i in range(1, 8)]
+    base = Evidence(base_names={rel: frozenset([INIT, SECOND])})
+    add(
+        "behind-base",
+        project([member(MAIN, [INIT, SECOND]), member(EPIC3, [INIT])], [row(INIT)], base_branch="main"),
+        base,
+    )
+    add(
+        "behind-base-many",
+        project([member(MAIN, many), member(EPIC3, [])], [], base_branch="main"),
+        Evidence(base_names={rel: frozenset(many)}),
+    )
+    sql = {
+        EPIC3.path / rel / THIRD: 'ALTER TABLE "User" ADD COLUMN "email" TEXT;\n',
+        EPIC5.path / rel / LATE: 'ALTER TABLE "User" DROP COLUMN "email";\nDROP TABLE "Post";\n',
+        DETACHED.path / rel / SECOND: 'ALTER TABLE "Post" RENAME TO "Article";\n',
+    }
+    trees = [
+        member(MAIN, [INIT]),
+        member(EPIC3, [INIT, THIRD]),
+        member(EPIC5, [INIT, LATE]),
+        member(DETACHED, [INIT, SECOND]),
+    ]
+    add(
+        "schema-conflict",
+        project(trees, [row(INIT)], base_branch="main"),
+        Evidence(base_names={rel: frozenset([INIT])}, unmerged_sql=sql),
+    )
+
+
+CASES: Mapping[str, tuple[ProjectSnapshot, Evidence]] = _cases()
+
+
+def rendered(name: str) -> list[dict[str, Any]]:
+    """The findings of one case as plain JSON values (what `status --json` prints for them)."""
+    snapshot, evidence = CASES[name]
+    verdicts = diagnose.analyse(snapshot)
+    return [f.to_json() for f in diagnose.findings(snapshot, verdicts, evidence, NOW)]
+
+
+def rendered_text(name: str) -> list[str]:
+    """The human `status` lines of one case's findings (severity, message, fix lines)."""
+    snapshot, evidence = CASES[name]
+    found = diagnose.findings(snapshot, diagnose.analyse(snapshot), evidence, NOW)
+    report = StatusReport(
+        checked_at=NOW,
+        projects=(
+            ProjectReport(name="Americano", repo=ROOT, databases=(), worktrees=(), findings=tuple(found)),
+        ),
+    )
+    return render_text(report).splitlines()
