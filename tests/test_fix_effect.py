@@ -219,7 +219,7 @@ def test_behind_a_renamed_migration_records_the_new_name(project: Project) -> No
     pending = one(before, "pending", renamed)
     lines = [f"cd {main / 'apps/web'} && npx prisma migrate resolve --applied {renamed}"]
     assert executable_lines(behind.fix) == lines and executable_lines(pending.fix) == lines
-    assert note_sql(behind.fix) == [f"DELETE FROM _prisma_migrations WHERE migration_name IN ('{BILLING}');"]
+    assert note_sql(behind.fix) == [f"DELETE FROM _prisma_migrations WHERE migration_name = '{BILLING}';"]
     execute(lines, project.situation().environ, project.root)
     project.sql(note_sql(behind.fix)[0])
     assert codes(project.findings(), main) == []

@@ -144,16 +144,6 @@ class PrismaSetup:
     problem: str | None = None  # why this worktree cannot be checked (no schema, no URL, …)
 
 
-@dataclass(frozen=True)
-class GitOrigin:
-    """Where git has a migration folder that no worktree has: its newest commit and the branches with it."""
-
-    commit: str
-    subject: str
-    date: str
-    branches: tuple[str, ...]
-
-
 _SQL_REFUSED = frozenset(chr(n) for n in range(32) if chr(n) not in "\t\n\r") | {"\x7f"}
 
 

@@ -6,6 +6,7 @@ value goes through `sql_literal`. A finding module says *what* to run; this modu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, names
@@ -50,3 +51,14 @@ def delete_history_row(migration: str) -> SqlStatement | None:
     except ValueError:
         return None
     return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name = {literal};")
+
+
+def delete_history_rows(migrations: Sequence[str], condition: str = "") -> SqlStatement | None:
+    """`DELETE FROM _prisma_migrations WHERE migration_name IN ('a', 'b')[ AND …];` (None when a name cannot
+    be an SQL literal). `condition` is fixed SQL of ours (`AND finished_at IS NULL`), never a name."""
+    try:
+        literals = [sql_literal(name) for name in migrations]
+    except ValueError:
+        return None
+    match = f"= {literals[0]}" if len(literals) == 1 else f"IN ({', '.join(literals)})"
+    return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name {match}{condition};")
