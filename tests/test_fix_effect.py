@@ -124,7 +124,9 @@ def one(findings: list[Finding], code: str, migration: str | None = None) -> Fin
 
 
 def codes(findings: list[Finding], worktree: Path) -> list[tuple[str, str | None]]:
-    return sorted((f.code, f.migration) for f in findings if f.worktree == str(worktree) and f.severity.rank < 2)
+    return sorted(
+        (f.code, f.migration) for f in findings if f.worktree == str(worktree) and f.severity.rank < 2
+    )
 
 
 # --------------------------------------------------------------------------------------- behind_database
@@ -280,7 +282,9 @@ def test_long_history_with_hundreds_of_branches(tmp_path: Path, prisma_cli: None
     """A generated history like the zoo's big ones (documenso: 12,796 commits, 2,932 refs; rallly:
     17,125 commits, 2,763 refs): 1,500 commits, 300 branches, 5 migrations only on one branch."""
     env = isolated_environ(tmp_path / "home")
-    history = longhistory.generate(tmp_path, env, commits=1500, branches=300, main_migrations=40, branch_only=5)
+    history = longhistory.generate(
+        tmp_path, env, commits=1500, branches=300, main_migrations=40, branch_only=5
+    )
     situation = Situation(
         repo=history.repo,
         environ=fix_environ(tmp_path, env),
@@ -338,11 +342,15 @@ def test_a_failed_migration_edited_to_fix_it_is_the_failed_findings_business(pro
     main = project.main
     project.commit(main, "init", INIT)
     project.apply(main, INIT)
-    broken = 'CREATE TABLE "Billing" ("id" INTEGER NOT NULL PRIMARY KEY);\nCREATE TABLE "User" ("id" INTEGER);\n'
+    broken = (
+        'CREATE TABLE "Billing" ("id" INTEGER NOT NULL PRIMARY KEY);\nCREATE TABLE "User" ("id" INTEGER);\n'
+    )
     project.write(main, BILLING, broken)
     project.repo.commit(main, "billing")
     project.apply(main, BILLING, state="failed", logs='table "User" already exists')
-    project.sql('CREATE TABLE "Billing" ("id" INTEGER NOT NULL PRIMARY KEY);')  # SQLite ran the first statement
+    project.sql(
+        'CREATE TABLE "Billing" ("id" INTEGER NOT NULL PRIMARY KEY);'
+    )  # SQLite ran the first statement
     project.write(main, BILLING)  # the fix of the migration itself
     before = project.findings()
     assert [f.code for f in before if f.migration == BILLING and f.code == "checksum_mismatch"] == []
@@ -367,7 +375,9 @@ def test_a_cosmetic_edit_is_said_to_be_cosmetic(project: Project) -> None:
     before = project.findings()
     edited = one(before, "checksum_mismatch", INIT)
     assert "only comments and whitespace changed" in edited.message
-    assert executable_lines(edited.fix) == [f"git -C {main} checkout {edited.details['restore_rev'][:12]} -- {DIR}/{INIT}/migration.sql"]
+    assert executable_lines(edited.fix) == [
+        f"git -C {main} checkout {edited.details['restore_rev'][:12]} -- {DIR}/{INIT}/migration.sql"
+    ]
     apply_fix(project.situation(), edited, before)
     assert_prisma_clean(project.situation(), [main])
 

@@ -98,13 +98,13 @@ def replaced_fix(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> tupl
 
 def _replaced(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> Placement:
     assert where.removal is not None
-    verb = "renamed" if where.removal.kind == "renamed" else "squashed"
+    verb = "renamed it to" if where.removal.kind == "renamed" else "squashed it into"
     into = ", ".join(where.successors)
     return Placement(
         replaced_fix(ctx, verdict, where),
-        f"{_commit_text(where.removal)} {verb} it into {into}, whose SQL holds it",
+        f"{_commit_text(where.removal)} {verb} {into}, whose SQL holds it",
         f"the database ran its SQL under the old name; record {into} as applied instead of running it again",
-        {"kind": verb, "successors": list(where.successors), **_commit_details(where.removal)},
+        {"kind": verb.split()[0], "successors": list(where.successors), **_commit_details(where.removal)},
     )
 
 
