@@ -7,6 +7,7 @@ When one of these fails, change `daemon/migwatch/catalogue.py` first, then the p
 from __future__ import annotations
 
 import ast
+import io
 import json
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from migwatch import alerts, catalogue
 from migwatch.catalogue import CATALOGUE, CODES, KINDS, readme_table, severity_label
+from migwatch.cli import main
 from migwatch.config import alert_codes, config_schema
 from migwatch.diagnose import unlisted_project
 from migwatch.initcmd import render_commented_config
@@ -108,3 +110,13 @@ def test_config_schema_and_init_list_every_code_in_catalogue_order() -> None:
 
 def test_readme_finding_table_is_generated_from_the_catalogue() -> None:
     assert readme_table() in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_migwatch_codes_lists_the_catalogue() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["codes"], out=out, err=err) == 0
+    lines = out.getvalue().splitlines()
+    assert (len(lines), err.getvalue()) == (2 * len(KINDS), "")
+    assert lines[0] == "behind_database       error        behind the database (held while a migration runs)"
+    assert lines[-2] == "discovery             info/warning cannot be checked"
+    assert [line.split()[0] for line in lines[::2]] == list(CODES)

@@ -242,7 +242,7 @@ def test_schema_is_valid_and_documents_every_key() -> None:
         key for key, subschema in keys if not (subschema.get("description") and subschema.get("examples"))
     ]
 
-    assert len(keys) == 39
+    assert len(keys) == 40
     assert undocumented == []
 
 
@@ -457,7 +457,7 @@ def test_unknown_key_without_close_match_lists_the_known_keys(tmp_path: Path, en
 
     assert errors == [
         "projects[0].colour: unknown key; expected one of: name, repo, schema, base_branch, database_url, "
-        "ignore_worktrees"
+        "env_files, ignore_worktrees"
     ]
 
 
@@ -761,7 +761,7 @@ def test_passwords_never_appear_in_errors(tmp_path: Path, env: dict[str, str]) -
         "log.level: must be one of debug, info, warning, error (got 'postgresql://me:***@localhost/app')",
         "poll_interval: must be a duration like 500ms, 2s, 5m or 4h",
         "projects[0].postgresql://me:***@localhost/app: unknown key; expected one of: name, repo, schema, "
-        "base_branch, database_url, ignore_worktrees",
+        "base_branch, database_url, env_files, ignore_worktrees",
     ]
 
 
@@ -866,6 +866,7 @@ def test_uncommenting_optional_keys_keeps_valid_yaml(tmp_path: Path, env: dict[s
         base_branch="main",
         database_url="postgresql://me@localhost:5432/americano?schema=public",
         ignore_worktrees=("*/tmp-*",),
+        env_files=(".env",),
     )
     assert config.notifiers.command_argv is None  # uncommented argv, still disabled
     info_codes = {

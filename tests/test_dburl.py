@@ -117,3 +117,90 @@ def test_malformed_port_message_has_no_password() -> None:
 )
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "user", "password", "host"),
+    [
+        # Prisma's (WHATWG) parser: the user part ends at the last `@`, the password at nothing but it.
+        ("postgresql://kyin:p@ss@localhost/db", "kyin", "p@ss", "localhost"),
+        ("postgresql://kyin:p:a:ss@localhost:5433/db", "kyin", "p:a:ss", "localhost"),
+        ("postgresql://kyin:@localhost/db", "kyin", "", "localhost"),
+        ("postgresql://kyin:p%2Fss@[::1]:5433/db", "kyin", "p/ss", "::1"),
+    ],
+)
+def test_unencoded_at_and_colon_in_passwords_are_accepted(
+    url: str, user: str, password: str, host: str
+) -> None:
+    target = parse_postgres(url)
+    assert (target.user, target.password, target.host) == (user, password, host)
+    assert password not in repr(target) or not password
+
+
+@pytest.mark.parametrize("delimiter", ["/", "?", "#"])
+def test_unencoded_slash_question_hash_are_refused_without_the_password(delimiter: str) -> None:
+    url = f"postgresql://kyin:se{delimiter}cretpw@localhost:5432/db"
+    with pytest.raises(UrlError) as raised:
+        database_ref("postgresql", url, relative_to=Path("/"))
+    assert str(raised.value) == (
+        "malformed PostgreSQL URL 'postgresql://kyin:***@localhost:5432/db': the user or password holds an "
+        "unencoded '/', '?' or '#' (percent-encode them: %2F, %3F, %23); Prisma refuses this URL too"
+    )
+
+
+def test_key_value_dsn_is_refused_redacted() -> None:
+    with pytest.raises(UrlError) as raised:
+        database_ref(
+            "postgresql", "host=db port=5432 user=kyin password='s3 cret' dbname=app", relative_to=Path("/")
+        )
+    assert str(raised.value) == (
+        "a postgresql datasource needs a postgresql:// URL, got a key/value connection string "
+        "'host=db port=5432 user=kyin password=*** dbname=app'"
+    )
+
+
+def test_url_pasted_twice_is_refused_redacted() -> None:
+    url = "postgresql://kyin:twice-pw@localhost/dbpostgresql://kyin:twice-pw@localhost/db"
+    with pytest.raises(UrlError) as raised:
+        database_ref("postgresql", url, relative_to=Path("/"))
+    assert "twice-pw" not in str(raised.value)
+    assert "pasted twice" in str(raised.value)
+
+
+def test_huge_url_is_refused_before_parsing_and_redaction_is_linear() -> None:
+    import time
+
+    huge = "postgresql://u:" + "p@" * 500_000 + "h/db"
+    started = time.perf_counter()
+    with pytest.raises(UrlError) as raised:
+        database_ref("postgresql", huge, relative_to=Path("/"))
+    assert str(raised.value) == "the database URL is 1,000,019 characters long (more than 4,096)"
+    redacted = redact(huge + " " + "x://a:b@" * 100_000)
+    assert time.perf_counter() - started < 2.0
+    assert "p@p@" not in redacted
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://kyin:pa/ss@localhost/db", "postgresql://kyin:***@localhost/db"),
+        ("postgresql://kyin:pa#ss@localhost/db", "postgresql://kyin:***@localhost/db"),
+        ("got 'host=h password=\"a b\" user=u'", "got 'host=h password=*** user=u'"),
+        ("PGPASSWORD=hunter22 psql", "PGPASSWORD=*** psql"),
+        (
+            "a postgresql://u:pw1@h/dbpostgresql://u:pw1@h/db b",
+            "a postgresql://u:***@h/dbpostgresql://u:***@h/db b",
+        ),
+    ],
+)
+def test_redact_every_shape(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_seen_passwords_are_scrubbed_by_value_anywhere() -> None:
+    from migwatch.scrub import scrub
+
+    parse_postgres("postgresql://kyin:Sc%2Frub-me@localhost/db")
+    assert scrub("driver said: password Sc/rub-me or Sc%2Frub-me was wrong") == (
+        "driver said: password *** or *** was wrong"
+    )

@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from migwatch.discovery import (
-    detect_version,
-    discover_worktree,
-    parse_version,
-    prisma6_env,
-    read_config_file,
-)
+from migwatch.discovery import detect_version, discover_worktree, parse_version
+from migwatch.envfiles import EnvScope, prisma6_env_files, read_env_file
 from migwatch.git import list_worktrees, parse_worktree_list
 from migwatch.model import PrismaSetup, Worktree
+from migwatch.prismaconfig import ConfigValues, read_prisma_config
 from tests.support.gitrepo import SEED_EPIC3, SEED_EPIC5, PrismaRepo
 
 PG_URL = "postgresql://kyin:s3cret@localhost:5432/americano?schema=public"
@@ -211,7 +207,10 @@ def test_prisma7_config_without_dotenv_import_ignores_the_env_file(tmp_path: Pat
     write(tmp_path / ".env", f"DATABASE_URL={PG_URL}\n")
     setup = discover(tmp_path)
     assert setup.database is None
-    assert setup.problem == "DATABASE_URL is not set (environment only; prisma.config.ts reads it with env())"
+    assert setup.problem == (
+        "DATABASE_URL is not set (looked in: the environment only (no env file is loaded here); "
+        'datasource.url = env("DATABASE_URL") of prisma.config.ts reads it)'
+    )
     with_env = discover(tmp_path, {"DATABASE_URL": PG_URL})
     assert with_env.database is not None and with_env.database.id == PG_ID
 
@@ -266,7 +265,7 @@ def test_dot_config_prisma_ts(tmp_path: Path) -> None:
     config = prisma7_project(
         tmp_path,
         config_name=".config/prisma.ts",
-        config=PRISMA7_CONFIG.replace('"prisma/', '"../prisma/'),
+        config=PRISMA7_CONFIG.replace(': "prisma/', ': "../prisma/'),
     )
     setup = discover(tmp_path, {"DATABASE_URL": PG_URL})
     assert setup.problem is None
@@ -283,7 +282,7 @@ def test_prisma7_config_is_preferred_from_7_10_only(tmp_path: Path, version: str
     package_json(tmp_path, version)
     write(tmp_path / "prisma" / "schema.prisma", SCHEMA_NO_URL)
     write(tmp_path / "db7" / "schema.prisma", SCHEMA_NO_URL)
-    write(tmp_path / "prisma7.config.ts", PRISMA7_CONFIG.replace('"prisma/', '"db7/'))
+    write(tmp_path / "prisma7.config.ts", PRISMA7_CONFIG.replace(': "prisma/', ': "db7/'))
     write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG)
     setup = discover(tmp_path, {"DATABASE_URL": PG_URL})
     assert setup.config_file == tmp_path / expected
@@ -308,42 +307,49 @@ def test_computed_schema_path_gives_a_note_and_the_defaults(tmp_path: Path) -> N
         tmp_path / "prisma.config.ts",
         'import path from "node:path";\nimport { defineConfig, env } from "prisma/config";\n'
         "export default defineConfig({\n"
-        '  schema: path.join(__dirname, "x"),\n'
-        "  migrations: { path: process.cwd() + '/m' },\n"
+        '  schema: pickSchema("x"),\n'
+        "  migrations: { path: dirs[0] },\n"
         '  datasource: { url: env("DATABASE_URL") },\n'
         "});\n",
     )
     setup = discover(tmp_path, {"DATABASE_URL": PG_URL})
     assert setup.notes == (
-        "prisma.config.ts computes schema, migrations.path; migwatch cannot evaluate code and assumed "
-        "Prisma's defaults",
+        'prisma.config.ts: migwatch could not evaluate schema (pickSchema("x")), migrations.path (dirs[0]); '
+        "it assumed Prisma's defaults there",
     )
     assert setup.schema_path == tmp_path / "prisma" / "schema.prisma"
     assert setup.migrations_dir == tmp_path / "prisma" / "migrations"
     assert setup.database is not None and setup.database.id == PG_ID
 
 
+def read_config(path: Path, env: Mapping[str, str] | None = None) -> ConfigValues:
+    return read_prisma_config(path, cwd=path.parent, env=env or {}, read_env=read_env_file)
+
+
 def test_read_config_file_keys(tmp_path: Path) -> None:
-    config = read_config_file(write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG))
-    assert (config.schema, config.migrations_path, config.url_literal, config.url_env) == (
-        "prisma/schema.prisma",
-        "prisma/migrations",
-        None,
-        "DATABASE_URL",
+    write(tmp_path / ".env", f"DATABASE_URL={PG_URL}\n")
+    config = read_config(write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG))
+    assert (config.schema, config.migrations_path, config.url, config.url_variables) == (
+        tmp_path / "prisma/schema.prisma",
+        tmp_path / "prisma/migrations",
+        PG_URL,
+        ("DATABASE_URL",),
     )
-    assert config.has_datasource_url and config.loads_dotenv and config.computed == ()
-    generic = read_config_file(
-        write(tmp_path / "b.ts", 'export default { datasource: { url: env<Env>("DB") } }\n')
+    assert config.has_datasource_url and config.env_files == (tmp_path / ".env",) and config.computed == ()
+    generic = read_config(
+        write(
+            tmp_path / "b.ts",
+            'import { env } from "prisma/config";\nexport default { datasource: { url: env<Env>("DB") } }\n',
+        )
     )
-    assert generic.url_env == "DB"
-    process_env = read_config_file(
-        write(tmp_path / "c.ts", "export default { datasource: { url: process.env.DIRECT_URL } }\n")
+    assert (generic.url, generic.missing_env, generic.url_variables) == (None, "DB", ("DB",))
+    process_env = read_config(
+        write(tmp_path / "c.ts", "export default { datasource: { url: process.env.DIRECT_URL } }\n"),
+        {"DIRECT_URL": PG_URL},
     )
-    assert process_env.url_env == "DIRECT_URL"
-    computed = read_config_file(
-        write(tmp_path / "d.ts", "export default { datasource: { url: makeUrl() } }\n")
-    )
-    assert computed.computed == ("datasource.url",)
+    assert (process_env.url, process_env.url_expression) == (PG_URL, "process.env.DIRECT_URL")
+    computed = read_config(write(tmp_path / "d.ts", "export default { datasource: { url: makeUrl() } }\n"))
+    assert computed.computed == ("datasource.url (makeUrl())",)
     assert computed.has_datasource_url
 
 
@@ -369,7 +375,7 @@ def test_parse_version(text: str, version: tuple[int, int, int] | None) -> None:
 def test_version_from_installed_package(tmp_path: Path) -> None:
     package_json(tmp_path, "^6.0.0")
     write(tmp_path / "node_modules" / "prisma" / "package.json", '{"name": "prisma", "version": "7.9.2"}')
-    assert detect_version(tmp_path, tmp_path, None) == (
+    assert detect_version(tmp_path, tmp_path, False) == (
         (7, 9, 2),
         f"installed {tmp_path / 'node_modules/prisma'}",
     )
@@ -379,28 +385,28 @@ def test_version_from_hoisted_install_in_a_parent(tmp_path: Path) -> None:
     web = tmp_path / "apps" / "web"
     package_json(web, "^6.19.0")
     write(tmp_path / "node_modules" / "prisma" / "package.json", '{"name": "prisma", "version": "6.19.3"}')
-    assert detect_version(web, tmp_path, None)[0] == (6, 19, 3)
+    assert detect_version(web, tmp_path, False)[0] == (6, 19, 3)
 
 
 def test_version_from_dependencies_or_a_parent_manifest(tmp_path: Path) -> None:
     web = tmp_path / "apps" / "web"
     package_json(web)
     write(tmp_path / "package.json", json.dumps({"dependencies": {"prisma": "~7.10.1"}}))
-    assert detect_version(web, tmp_path, None) == ((7, 10, 1), "package.json range '~7.10.1'")
+    assert detect_version(web, tmp_path, False) == ((7, 10, 1), "package.json range '~7.10.1'")
 
 
 def test_unparsable_range_uses_the_newest_rules(tmp_path: Path) -> None:
     package_json(tmp_path, "latest")
-    assert detect_version(tmp_path, tmp_path, None) == ((7, 10, 0), "unreadable range 'latest'")
+    assert detect_version(tmp_path, tmp_path, False) == ((7, 10, 0), "unreadable range 'latest'")
 
 
 def test_version_7_when_the_config_sets_datasource_url_else_6(tmp_path: Path) -> None:
     package_json(tmp_path)
-    config = read_config_file(write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG))
-    assert detect_version(tmp_path, tmp_path, config)[0] == (7, 0, 0)
-    no_url = read_config_file(write(tmp_path / "other.ts", 'export default { schema: "x.prisma" }\n'))
-    assert detect_version(tmp_path, tmp_path, no_url) == ((6, 0, 0), "default")
-    assert detect_version(tmp_path, tmp_path, None) == ((6, 0, 0), "default")
+    config = read_config(write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG))
+    assert detect_version(tmp_path, tmp_path, config.has_datasource_url)[0] == (7, 0, 0)
+    no_url = read_config(write(tmp_path / "other.ts", 'export default { schema: "x.prisma" }\n'))
+    assert detect_version(tmp_path, tmp_path, no_url.has_datasource_url) == ((6, 0, 0), "default")
+    assert detect_version(tmp_path, tmp_path, False) == ((6, 0, 0), "default")
 
 
 def test_version_guessed_from_the_config_keeps_that_config(tmp_path: Path) -> None:
@@ -415,6 +421,14 @@ def test_version_guessed_from_the_config_keeps_that_config(tmp_path: Path) -> No
 
 
 # -- Prisma 6 environment --------------------------------------------------------------------------------
+
+
+def prisma6_env(
+    package_dir: Path, root: Path, schema_dir: Path, env: Mapping[str, str]
+) -> tuple[dict[str, str], list[Path]]:
+    scope = EnvScope.from_environment(env)
+    loaded = [f for f in prisma6_env_files(package_dir, root, schema_dir) if scope.load(f, expand=True)]
+    return scope.values, loaded
 
 
 def prisma6_monorepo(root: Path) -> Path:
@@ -434,6 +448,8 @@ def test_prisma6_root_env_wins_over_the_schema_env(tmp_path: Path) -> None:
     merged, loaded = prisma6_env(web, tmp_path, web / "prisma", {})
     assert loaded == [web / ".env", web / "prisma" / ".env"]
     assert (merged["ONLY_ROOT"], merged["ONLY_SCHEMA"], merged["DATABASE_URL"]) == ("1", "2", PG_URL)
+    assert setup.env_files == (web / ".env", web / "prisma" / ".env")
+    assert setup.url_from == f'url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from {web / ".env"}'
 
 
 def test_prisma6_root_env_is_next_to_the_nearest_package_json(tmp_path: Path) -> None:
@@ -490,7 +506,10 @@ def test_prisma6_with_a_config_file_loads_no_env(tmp_path: Path) -> None:
     setup = discover(tmp_path)
     assert setup.prisma_version == (6, 19, 3)
     assert setup.database is None
-    assert setup.problem == "DATABASE_URL is not set (environment; no .env file found)"
+    assert setup.problem == (
+        "DATABASE_URL is not set (looked in: the environment only (no env file is loaded here); "
+        'url = env("DATABASE_URL") of schema.prisma reads it)'
+    )
     # With the dotenv import (Prisma 7's rule), the config folder's .env is read.
     write(
         tmp_path / "prisma.config.ts",
@@ -505,7 +524,10 @@ def test_prisma6_missing_variable(tmp_path: Path) -> None:
     package_json(tmp_path, "6.19.3")
     write(tmp_path / "prisma" / "schema.prisma", SCHEMA_ENV)
     write(tmp_path / ".env", "OTHER=1\n")
-    assert discover(tmp_path).problem == f"DATABASE_URL is not set (environment; {tmp_path / '.env'})"
+    assert discover(tmp_path).problem == (
+        f"DATABASE_URL is not set (looked in: the environment, {tmp_path / '.env'}; "
+        'url = env("DATABASE_URL") of schema.prisma reads it)'
+    )
 
 
 def test_config_override_url_wins(tmp_path: Path) -> None:

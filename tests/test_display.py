@@ -29,6 +29,7 @@ from tests.support.hostile import TERMINAL_PAYLOADS, raw_controls
 from tests.support.notifyserver import NotificationServer
 from tests.support.pg import PgDatabase
 from tests.support.prisma_rows import apply_like_prisma, create_history_table
+from tests.support.sandbox import Sandbox, argv_bytes
 
 # --- the function ---------------------------------------------------------------------------------------
 
@@ -273,3 +274,40 @@ def test_hostile_names_in_status_log_and_desktop_notifications(
     logged = [line for line in log_file.read_text(encoding="utf-8").splitlines() if " ALERT " in line]
     assert len(logged) == len(alerts)
     assert all(raw_controls(line, allow="") == [] and len(line) < 6 * FIELD_LIMIT for line in logged)
+
+
+def test_init_summary_and_printed_config_show_hostile_folders_visibly(
+    tmp_path: Path, git_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = PrismaRepo.create(tmp_path, name="Repo\u202egnp.exe\x1b]0;title\x07")
+    worktree = repo.add_worktree("wt\r\n  $ forged", "feature/\u2066x")
+    repo.write_env(worktree, 'DATABASE_URL="postgresql://me@localhost:5432/db?schema=public\x1b[2J"\n')
+    config = tmp_path / "conf $(pwned)\n`pwned`" / "config.yaml"
+    out = io.StringIO()
+    capsys.readouterr()
+
+    code = main(["--config", str(config), "init", "--print", str(repo.main)], out=out)
+
+    summary = capsys.readouterr().err
+    assert code == 0
+    assert raw_controls(summary) == [] and raw_controls(out.getvalue()) == []
+    assert visible(repo.main.name) in summary and visible(worktree.name) in summary
+    assert not any(line.lstrip().startswith("$ forged") for line in summary.splitlines())
+    # The next steps it prints run migwatch with exactly these arguments, and nothing else.
+    sandbox = Sandbox(tmp_path / "sandbox")
+    steps = {
+        why.strip(): command.strip()
+        for why, _, command in (line.partition(":") for line in summary.splitlines())
+        if command
+    }
+    expected = {
+        "write this config": ["migwatch", "--config", str(config), "init", str(repo.main)],
+        "check every worktree now": ["migwatch", "--config", str(config), "status"],
+    }
+    for step, argv in expected.items():
+        run = sandbox.run(steps[step])
+        assert (run.calls, run.marker, run.stray_files) == ((argv_bytes(argv),), False, ()), step
+    # The printed config is escaped YAML that reads back to the real path.
+    config.parent.mkdir()
+    config.write_text(out.getvalue(), encoding="utf-8")
+    assert load_config(config, git_env).projects[0].repo == repo.main

@@ -340,8 +340,9 @@ def test_schema_conflict_same_column(project: Project) -> None:
     )
     project.repo.write_migration(
         third,
-        "20250111000000_email_not_null",
-        'ALTER TABLE "User" ALTER COLUMN "email" SET NOT NULL,\nADD COLUMN "age" INTEGER;\n',
+        "20250111000000_email_unique",
+        '-- AlterTable\nALTER TABLE "User" ADD COLUMN "age" INTEGER;\n\n'
+        '-- CreateIndex\nCREATE UNIQUE INDEX "User_email_key" ON "User"("email");\n',
     )
     _, doc = project.status()
     conflicts = sorted(
@@ -349,14 +350,20 @@ def test_schema_conflict_same_column(project: Project) -> None:
     )
     assert conflicts == [
         (str(project.other), "20250110000000_rename_email"),
-        (str(third), "20250111000000_email_not_null"),
+        (str(third), "20250111000000_email_unique"),
     ]
     finding = next(
         f for f in doc["findings"] if f["code"] == "schema_conflict" and f["worktree"] == str(third)
     )
-    assert finding["details"]["columns"] == ["User.email"]
+    assert finding["message"] == (
+        "shop-third (feature/third): 20250111000000_email_unique creates index User_email_key, which uses "
+        "User.email and 20250110000000_rename_email in shop-other (feature/other) renames User.email to mail; "
+        "coordinate before either is merged"
+    )
+    assert finding["details"]["objects"] == ["User.email"]
     assert finding["details"]["other_branch"] == "feature/other"
-    assert "coordinate before either is merged" in finding["message"]
+    other_sql = project.migrations(project.other) / "20250110000000_rename_email" / "migration.sql"
+    assert finding["fix"][0] == f"cat {other_sql}"
 
 
 def test_no_schema_conflict_for_other_columns(project: Project) -> None:
@@ -369,31 +376,6 @@ def test_no_schema_conflict_for_other_columns(project: Project) -> None:
     project.repo.write_migration(third, "20250111000000_b", 'ALTER TABLE "User" ADD COLUMN "b" TEXT;\n')
     _, doc = project.status()
     assert not [f for f in doc["findings"] if f["code"] == "schema_conflict"]
-
-
-@pytest.mark.parametrize(
-    ("sql", "touches"),
-    [
-        (
-            'ALTER TABLE "User" ADD COLUMN "name" TEXT,\nADD COLUMN "x" INTEGER;',
-            {("User", "name"), ("User", "x")},
-        ),
-        ('ALTER TABLE "public"."User" DROP COLUMN "email";', {("User", "email")}),
-        ('ALTER TABLE "Post" ALTER COLUMN "title" SET NOT NULL;', {("Post", "title")}),
-        ('ALTER TABLE "A" RENAME COLUMN "a" TO "b";', {("A", "a")}),
-        ('ALTER TABLE "A" ADD CONSTRAINT "A_fk" FOREIGN KEY ("b") REFERENCES "B"("id");', set()),
-        ('DROP TABLE "Old";', {("Old", "*")}),
-        ('-- ALTER TABLE "X" DROP COLUMN "y";\nCREATE INDEX "i" ON "X"("y");', set()),
-        (
-            'PRAGMA foreign_keys=OFF;\nDROP TABLE "User";\nALTER TABLE "new_User" RENAME TO "User";',
-            {("User", "*")},
-        ),
-    ],
-)
-def test_sql_touches(sql: str, touches: set[tuple[str, str]]) -> None:
-    from migwatch.diagnose import sql_touches
-
-    assert sql_touches(sql) == touches
 
 
 def test_stale_client(project: Project) -> None:

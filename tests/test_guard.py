@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -208,8 +209,8 @@ def test_reset_is_refused_on_a_shared_database_and_runs_on_a_private_one() -> No
         "worktree's migrations: the other worktrees' data, and every migration they applied that this "
         "worktree lacks, are gone.",
         "Who would lose it: the worktrees sharing that database: Americano (main), Americano-epic5 (feature/epic-5).",
-        "Instead: nothing here needs a reset of the shared database; to start over, give this worktree a "
-        "database of its own (its own DATABASE_URL).",
+        "Instead: nothing here needs a reset of the shared database; to start over, point this worktree's "
+        "database URL at a database of its own.",
     )
     assert decide(reset, _state(shared_with=()), "npm run db:reset").verdict is Verdict.RUN
 
@@ -338,3 +339,56 @@ def test_answers_per_protocol() -> None:
     }
     assert json.loads(answer(gemini, warned))["decision"] == "ask"
     assert answer(gemini, allowed) == "{}\n"
+
+
+def test_root_scripts_that_delegate_to_a_workspace_package(tmp_path: Path) -> None:
+    """documenso/documenso (v2.17.0): the root's `npm run prisma:migrate-dev` loads the env with
+    dotenv-cli and runs the same-named script of the `@documenso/prisma` workspace package."""
+    root_scripts = {
+        "prisma:migrate-dev": "npm run with:env -- npm run prisma:migrate-dev -w @documenso/prisma",
+        "prisma:migrate-reset": "npm run with:env -- npm run prisma:migrate-reset -w @documenso/prisma",
+        "prisma:generate": "npm run with:env -- npm run prisma:generate -w @documenso/prisma",
+        "with:env": "dotenv -e .env -e .env.local --",
+    }
+    root = {"name": "@documenso/root", "workspaces": ["apps/*", "packages/*"], "scripts": root_scripts}
+    (tmp_path / "package.json").write_text(json.dumps(root), encoding="utf-8")
+    package = tmp_path / "packages" / "prisma"
+    package.mkdir(parents=True)
+    scripts = {
+        "prisma:generate": "prisma generate",
+        "prisma:migrate-dev": "prisma migrate dev --skip-seed",
+        "prisma:migrate-reset": "prisma migrate reset",
+    }
+    (package / "package.json").write_text(
+        json.dumps({"name": "@documenso/prisma", "scripts": scripts}), encoding="utf-8"
+    )
+    for command, expected in [
+        (
+            "npm run prisma:migrate-dev",
+            [GuardedCommand(DEV, ("migrate", "dev", "--skip-seed"), "prisma:migrate-dev")],
+        ),
+        (
+            "npm run prisma:migrate-reset",
+            [GuardedCommand(RESET, ("migrate", "reset"), "prisma:migrate-reset")],
+        ),
+        ("npm run prisma:generate", []),
+    ]:
+        assert guarded_commands(shlex.split(command), tmp_path, tmp_path) == expected, command
+
+
+def test_workspace_packages_are_reread_when_they_change(tmp_path: Path) -> None:
+    root = {"name": "root", "workspaces": ["packages/*"], "scripts": {"db": "npm run db -w @x/db"}}
+    (tmp_path / "package.json").write_text(json.dumps(root), encoding="utf-8")
+    assert guarded_commands(["npm", "run", "db"], tmp_path, tmp_path) == []
+    package = tmp_path / "packages" / "db"
+    package.mkdir(parents=True)  # a new workspace package appears
+    manifest = package / "package.json"
+    manifest.write_text(
+        json.dumps({"name": "@x/db", "scripts": {"db": "prisma migrate dev"}}), encoding="utf-8"
+    )
+    assert [c.action for c in guarded_commands(["npm", "run", "db"], tmp_path, tmp_path)] == [DEV]
+    manifest.write_text(
+        json.dumps({"name": "@x/db", "scripts": {"db": "prisma migrate reset"}}), encoding="utf-8"
+    )
+    os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns + 1_000_000))
+    assert [c.action for c in guarded_commands(["npm", "run", "db"], tmp_path, tmp_path)] == [RESET]

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import errors
+from psycopg.pq import TransactionStatus
 
 from migwatch.dburl import database_ref
 from migwatch.history import (
@@ -26,6 +27,7 @@ from migwatch.history import (
     fingerprint_sqlite,
     parse_timestamp,
     read_history,
+    read_only,
     read_postgres,
 )
 from migwatch.model import DatabaseRef, HistoryRow
@@ -279,29 +281,36 @@ def test_postgres_garbage_rows_are_read(
 # -- PostgreSQL: read-only -------------------------------------------------------------------------------
 
 
-def test_postgres_session_is_read_only(
+def test_postgres_reads_are_read_only_transactions(
     pg_database: PgDatabase, admin: psycopg.Connection[tuple[object, ...]]
 ) -> None:
     create_history_table(admin, "postgresql")
     with connect_postgres(pg_ref(pg_database.url)) as conn:
-        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
-        assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
-        assert conn.execute("SHOW statement_timeout").fetchone() == ("10s",)
-        assert conn.execute("SELECT current_setting('application_name')").fetchone() == ("migwatch",)
-        with pytest.raises(errors.ReadOnlySqlTransaction):
-            conn.execute(
-                "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES ('1', 'c', 'm')"
-            )
-        with pytest.raises(errors.ReadOnlySqlTransaction):
-            conn.execute("CREATE TABLE sneaky (i int)")
+        # No startup `options` (poolers refuse them): read-only and the timeout are per transaction.
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+        assert conn.prepare_threshold is None
+        with read_only(conn) as cur:
+            assert cur.execute("SHOW transaction_read_only").fetchone() == ("on",)
+            assert cur.execute("SHOW statement_timeout").fetchone() == ("10s",)
+            assert cur.execute("SELECT current_setting('application_name')").fetchone() == ("migwatch",)
+            with pytest.raises(errors.ReadOnlySqlTransaction):
+                cur.execute(
+                    "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES ('1', 'c', 'm')"
+                )
+        with read_only(conn) as cur, pytest.raises(errors.ReadOnlySqlTransaction):
+            cur.execute("CREATE TABLE sneaky (i int)")
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        assert read_postgres(conn, pg_ref(pg_database.url)).reachable
     assert admin.execute("SELECT count(*) FROM _prisma_migrations").fetchone() == (0,)
 
 
 def test_url_options_cannot_turn_read_only_off(pg_database: PgDatabase) -> None:
     url = pg_database.url + "&options=-c%20default_transaction_read_only%3Doff%20-c%20search_path%3Dpublic"
-    with connect_postgres(pg_ref(url)) as conn:
-        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
-        assert conn.execute("SHOW search_path").fetchone() == ("public",)
+    with connect_postgres(pg_ref(url)) as conn, read_only(conn) as cur:
+        assert cur.execute("SHOW transaction_read_only").fetchone() == ("on",)
+        assert cur.execute("SHOW search_path").fetchone() == ("public",)
+        with pytest.raises(errors.ReadOnlySqlTransaction):
+            cur.execute("CREATE TABLE sneaky (i int)")
 
 
 def test_select_only_role_can_read(

@@ -133,6 +133,7 @@ def test_single_repository_with_the_plain_layout(
         "    schema:     prisma/schema.prisma\n"
         "    migrations: prisma/migrations (0 migrations)\n"
         f"    database:   file:{repo.main}/prisma/dev.db\n"
+        f'    read from:  url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from {repo.main / ".env"}\n'
         "\n"
         "Databases:\n"
         f"  file:{repo.main}/prisma/dev.db  (sqlite; used by Americano)\n"
@@ -252,11 +253,17 @@ def test_no_env_file_reports_the_missing_url_and_still_writes_the_config(
 
     assert (run.code, run.err) == (0, "")
     lines = run.out.splitlines()
-    assert lines.count("    problem:    DATABASE_URL is not set (environment; no .env file found)") == 3
+    problems = [line for line in lines if line.startswith("    problem:    ")]
+    assert problems == [
+        f"    problem:    DATABASE_URL is not set (looked in: the environment, {tree / 'apps/web/.env'} (missing);"
+        ' url = env("DATABASE_URL") of schema.prisma reads it)'
+        for tree in (repo.main, repo.epic3, repo.epic5)
+    ]
     assert "  none found: no worktree has a database URL (see the problems above)" in lines
     assert (
-        "  set the missing database URLs (in the worktree's .env, or database_url in the config);"
-        " until then `status` shows those worktrees as unknown"
+        "  set the missing variables above in one of the files named there (or list the env file that"
+        " sets them under env_files in the config, or set database_url there); until then `status`"
+        " shows those worktrees as unknown"
     ) in lines
     assert project_of(config) == {"name": "Americano", "repo": str(repo.main), "base_branch": "main"}
     document = assert_usable(migwatch, config, [repo.main, repo.epic3, repo.epic5])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks run against (real PostgreSQL, git, a headless
-# notification server, systemd-analyze, Node for the Prisma oracle). Installs only what is missing, so
+# notification server, systemd-analyze, Node for the Prisma oracle, PgBouncer). Installs only what is missing, so
 # it is a fast no-op on a machine that has everything. Not root: reports what is missing, exit 1 if any.
 set -euo pipefail
 
@@ -25,6 +25,8 @@ have_command Xvfb || missing+=(xvfb)
 have_command systemd-analyze || missing+=(systemd)
 have_command node || missing+=(nodejs)
 have_command npm || missing+=(npm)
+# PgBouncer in front of the test cluster: the history reader must work through a pooler (no startup options).
+{ have_command pgbouncer || [[ -x /usr/sbin/pgbouncer ]]; } || missing+=(pgbouncer)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -92,8 +92,12 @@ KINDS: tuple[FindingKind, ...] = (
         "schema_conflict",
         WARNING,
         "conflicting migrations",
-        "two worktrees' unmerged migrations change the same column (or drop/rename the same table)",
-        "coordinate before either is merged",
+        "a migration not yet merged or applied clashes with one written elsewhere (another worktree's, "
+        "the base branch's it lacks, or one the database applied from another branch): the same column "
+        "changed, dropped or renamed; a table dropped or renamed that the other uses; the same table, enum "
+        "value or index created",
+        "coordinate before either is merged; against an applied migration, change the pending one before "
+        "deploying it",
     ),
     _kind(
         "behind_base",

@@ -7,9 +7,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from migwatch import __version__
+from migwatch.errors import ExitCode, UsageError, UserError
 
 if TYPE_CHECKING:
     from migwatch.config import Config
@@ -18,11 +19,14 @@ if TYPE_CHECKING:
 # (which wraps every Prisma command) must start in tens of milliseconds, and psycopg, jsonschema,
 # yaml and the pipeline together take ~0.6 s to import. tests/test_startup.py keeps it that way.
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class UsageError(Exception):
-    """A user mistake; printed as one line, exit 2."""
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = (
+    ExitCode.OK,
+    ExitCode.PROBLEMS,
+    ExitCode.USAGE,
+    ExitCode.INTERNAL,
+    ExitCode.INTERRUPTED,
+)
+__all__ = ["UsageError", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("--dry-run", action="store_true", help="print what would be done")
 
     commands.add_parser("notify-test", help="send a test notification through every notifier")
+
+    commands.add_parser("codes", help="list the finding codes: severity, alert title, when each fires")
 
     demo = commands.add_parser("demo", help="self-contained showcase on SQLite (or --postgres URL)")
     demo.add_argument("--postgres", metavar="URL", help="play the story on this PostgreSQL server instead")
@@ -175,6 +181,16 @@ def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_PROBLEMS if failed else EXIT_OK
 
 
+def cmd_codes(args: argparse.Namespace, out: TextIO) -> int:
+    from migwatch.catalogue import KINDS, severity_label
+
+    for kind in KINDS:
+        transient = " (held while a migration runs)" if kind.transient else ""
+        out.write(f"{kind.code:21} {severity_label(kind):12} {kind.title}{transient}\n")
+        out.write(f"{'':21} {'':12} when {kind.when}\n")
+    return EXIT_OK
+
+
 def cmd_guard(args: argparse.Namespace, out: TextIO) -> int:
     from migwatch.guardrun import GuardContext, guard_command, hook_command
 
@@ -197,6 +213,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "service": cmd_service,
     "notify-test": cmd_notify_test,
     "guard": cmd_guard,
+    "codes": cmd_codes,
 }
 
 
@@ -238,19 +255,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
 
             configure_stderr(args.verbose)
         return COMMANDS[args.command](args, out)
-    except UsageError as exc:
-        _say(err, redact(str(exc)))
-        return EXIT_USAGE
-    except _loaded("migwatch.config", "ConfigError") as exc:
+    except UserError as exc:  # every error a user can fix: its lines, its exit code (errors.py)
         for line in exc.lines():
-            _say(err, line)
-        return EXIT_USAGE
-    except _loaded("migwatch.initcmd", "InitError") as exc:
-        _say(err, redact(str(exc)))
-        return EXIT_USAGE
-    except _loaded("migwatch.service", "ServiceError") as exc:
-        _say(err, f"migwatch: {redact(str(exc))}")
-        return EXIT_USAGE
+            _say(err, redact(line))
+        return exc.exit_code
     except KeyboardInterrupt:
         err.write("migwatch: interrupted\n")
         return EXIT_INTERRUPTED
@@ -260,20 +268,6 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return EXIT_OK
     except Exception as exc:  # the one place unknown errors become exit 3
         return _internal_error(exc, err)
-
-
-class _NeverRaised(Exception):
-    """Stands for an error class whose module was never imported (so nothing can have raised it)."""
-
-
-def _loaded(module: str, name: str) -> Any:
-    """`module.name` if that module is imported, else a class nothing raises.
-
-    `except` clauses are evaluated only when an exception arrives, so the error classes of the heavy
-    modules are looked up then, and never imported just to be compared against.
-    """
-    loaded = sys.modules.get(module)
-    return getattr(loaded, name) if loaded is not None else _NeverRaised
 
 
 def redact(text: str) -> str:

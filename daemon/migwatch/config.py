@@ -23,6 +23,7 @@ import yaml
 from migwatch.configfile import ConfigInputError, load_yaml, read_config_text
 from migwatch.dburl import redact
 from migwatch.display import visible
+from migwatch.errors import UserError
 
 # jsonschema (~0.1 s to import) and platformdirs are imported where they are used: `migwatch guard`
 # needs this module's types on every guarded command, and validation only when a config file exists.
@@ -47,7 +48,7 @@ _VARIABLE_RE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-
 YamlPath = tuple[str | int, ...]
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Raised with every problem at once; .errors is a list of one-line strings 'path: message'."""
 
     def __init__(self, errors: Sequence[str], path: Path | None = None, *, names_file: bool = False) -> None:
@@ -72,6 +73,7 @@ class ProjectConfig:
     base_branch: str | None = None
     database_url: str | None = field(default=None, repr=False)
     ignore_worktrees: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()  # env files relative to each worktree, read before Prisma's own rules
 
 
 @dataclass(frozen=True)
@@ -506,6 +508,7 @@ def _build_project(project: dict[str, Any], env: Mapping[str, str], base_dir: Pa
         base_branch=project.get("base_branch"),
         database_url=expand_variables(database_url, env) if database_url is not None else None,
         ignore_worktrees=tuple(expand_path_text(glob, env) for glob in project.get("ignore_worktrees") or ()),
+        env_files=tuple(project.get("env_files") or ()),
     )
 
 

@@ -11,10 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dotenv import dotenv_values
-
-from migwatch.dburl import UrlError, database_ref, normalise_provider
+from migwatch.dbsource import Datasource, choose_url, database_of, read_datasource, schema_files
+from migwatch.dburl import normalise_provider
+from migwatch.envfiles import EnvScope, prisma6_env_files, read_env_file
 from migwatch.model import PrismaSetup, PrismaVersion, Worktree
+from migwatch.prismaconfig import ConfigValues, read_prisma_config
+from migwatch.scripts import PrismaScript, prisma_scripts
+
+__all__ = ["Datasource", "discover_worktree", "is_ignored", "read_datasource", "schema_files"]
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +27,6 @@ NEWEST_RULES: PrismaVersion = (7, 10, 0)
 SKIP_DIRS = frozenset({"node_modules", ".git", ".next", "dist", "build", ".turbo", ".cache", "coverage"})
 MAX_DEPTH = 6
 FROM_CONFIG_FILE = "config file sets datasource.url"
-
-
-@dataclass(frozen=True)
-class PrismaConfigFile:
-    """The literal keys of a Prisma config file (prisma.config.ts & co.)."""
-
-    path: Path
-    schema: str | None = None
-    migrations_path: str | None = None
-    url_literal: str | None = None
-    url_env: str | None = None
-    has_datasource_url: bool = False
-    loads_dotenv: bool = False
-    computed: tuple[str, ...] = ()  # keys set by code migwatch cannot evaluate
 
 
 def config_file_names(version: PrismaVersion | None) -> list[str]:
@@ -56,63 +46,6 @@ def find_config_file(package_dir: Path, version: PrismaVersion | None) -> Path |
         if candidate.is_file():
             return candidate
     return None
-
-
-_STRING = r"""(?:"(?P<dq>[^"\\\n]*)"|'(?P<sq>[^'\\\n]*)'|`(?P<bq>[^`$\\]*)`)"""
-_ENV_CALL = r"""(?:env(?:<[^>]*>)?\(\s*["'](?P<env>\w+)["']\s*\)|process\.env(?:\.(?P<pe>\w+)|\[\s*["'](?P<pe2>\w+)["']\s*\]))"""
-_VALUE = re.compile(rf"\s*(?:{_STRING}|{_ENV_CALL})\s*(?:,|\}}|$|\n)")
-
-
-def _strip_comments(source: str) -> str:
-    source = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
-    return re.sub(r"(?<![:\"'])//[^\n]*", "", source)
-
-
-def _literal(source: str, pattern: str) -> tuple[str | None, str | None, bool]:
-    """(string literal, env var name, is-present) for the first `pattern` key in source."""
-    match = re.search(pattern, source, flags=re.S)
-    if not match:
-        return None, None, False
-    value = _VALUE.match(source, match.end())
-    if not value:
-        return None, None, True
-    literal = value.group("dq") if value.group("dq") is not None else value.group("sq")
-    if literal is None:
-        literal = value.group("bq")
-    env = value.group("env") or value.group("pe") or value.group("pe2")
-    return literal, env, True
-
-
-def read_config_file(path: Path) -> PrismaConfigFile:
-    """Read the plain-literal keys of a Prisma config file; note anything computed."""
-    try:
-        source = _strip_comments(path.read_text(encoding="utf-8", errors="replace"))
-    except OSError as exc:
-        return PrismaConfigFile(path=path, computed=(f"unreadable ({exc.strerror})",))
-    computed: list[str] = []
-    schema, _, present = _literal(source, r"(?<![\w.])schema\s*:")
-    if present and schema is None:
-        computed.append("schema")
-    migrations, _, present = _literal(source, r"migrations\s*:\s*\{[^{}]*?\bpath\s*:")
-    if present and migrations is None:
-        computed.append("migrations.path")
-    url, url_env, url_present = _literal(source, r"datasource\s*:\s*\{[^{}]*?\burl\s*:")
-    if url_present and url is None and url_env is None:
-        computed.append("datasource.url")
-    loads_dotenv = bool(
-        re.search(r"""(import|require\()\s*\(?\s*["']dotenv/config["']""", source)
-        or (re.search(r"""["']dotenv["']""", source) and re.search(r"\bconfig\s*\(", source))
-    )
-    return PrismaConfigFile(
-        path=path,
-        schema=schema,
-        migrations_path=migrations,
-        url_literal=url,
-        url_env=url_env,
-        has_datasource_url=url_present,
-        loads_dotenv=loads_dotenv,
-        computed=tuple(computed),
-    )
 
 
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
@@ -144,9 +77,7 @@ def _parents_within(start: Path, root: Path) -> list[Path]:
     return chain
 
 
-def detect_version(
-    package_dir: Path, root: Path, config: PrismaConfigFile | None
-) -> tuple[PrismaVersion, str]:
+def detect_version(package_dir: Path, root: Path, config_sets_url: bool) -> tuple[PrismaVersion, str]:
     """The worktree's Prisma version and how it was found (SPEC §4)."""
     for folder in _parents_within(package_dir, root):
         installed = _read_json(folder / "node_modules" / "prisma" / "package.json")
@@ -166,7 +97,7 @@ def detect_version(
                     return version, f"package.json range {deps['prisma']!r}"
                 log.debug("cannot read prisma range %r in %s; using the newest rules", deps["prisma"], folder)
                 return NEWEST_RULES, f"unreadable range {deps['prisma']!r}"
-    if config is not None and config.has_datasource_url:
+    if config_sets_url:
         return (7, 0, 0), FROM_CONFIG_FILE
     return (6, 0, 0), "default"
 
@@ -190,10 +121,13 @@ def _walk_candidates(root: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _package_dir_of(schema: Path, root: Path) -> Path:
-    """The folder with the schema's package.json or Prisma config (else the worktree root)."""
+    """Where Prisma is run for this schema: the nearest folder with a package.json or Prisma config;
+    but a folder holding `prisma/` with neither is that folder (Prisma finds prisma/schema.prisma there)."""
     start = schema.parent if schema.is_file() or schema.suffix == ".prisma" else schema
     for folder in _parents_within(start, root):
         if (folder / "package.json").is_file() or find_config_file(folder, None):
+            return folder
+        if folder != start and (folder / "prisma") in (start, *start.parents):
             return folder
     return root
 
@@ -201,9 +135,25 @@ def _package_dir_of(schema: Path, root: Path) -> Path:
 @dataclass
 class _Locate:
     package_dir: Path
-    schema: Path | None
-    config: PrismaConfigFile | None
+    schema: Path | None  # from the migwatch config, package.json or Prisma's default places
+    config_path: Path | None
     notes: list[str] = field(default_factory=list)
+
+
+def default_schema(folder: Path, version: PrismaVersion | None) -> Path | None:
+    """The schema Prisma finds run in `folder` without a config file's `schema` (package.json, defaults)."""
+    manifest = _read_json(folder / "package.json") or {}
+    prisma_key = manifest.get("prisma")
+    if isinstance(prisma_key, dict) and isinstance(prisma_key.get("schema"), str):
+        return Path(os.path.normpath(folder / prisma_key["schema"]))
+    for candidate in (folder / "schema.prisma", folder / "prisma" / "schema.prisma"):
+        if candidate.is_file():
+            return candidate
+    # Prisma <= 6.5 also looked for a prisma/schema folder by default; later versions need it configured.
+    folder_schema = folder / "prisma" / "schema"
+    if (version is None or version < (6, 6, 0)) and folder_schema.is_dir():
+        return folder_schema
+    return None
 
 
 def _locate(root: Path, configured_schema: str | None, version: PrismaVersion | None) -> _Locate:
@@ -212,167 +162,128 @@ def _locate(root: Path, configured_schema: str | None, version: PrismaVersion | 
     `version` picks the config file names (None: the newest rules, prisma7.config.* first).
     """
     if configured_schema:
-        chosen = (root / configured_schema).resolve()
+        chosen = Path(os.path.normpath(root / configured_schema))
         package_dir = _package_dir_of(chosen, root)
-        config_path = find_config_file(package_dir, version)
-        return _Locate(package_dir, chosen, read_config_file(config_path) if config_path else None)
+        return _Locate(package_dir, chosen, find_config_file(package_dir, version))
     config_path = find_config_file(root, version)
-    package_dir = root
-    if config_path is None:
-        root_manifest = _read_json(root / "package.json") or {}
-        prisma_key = root_manifest.get("prisma")
-        if isinstance(prisma_key, dict) and isinstance(prisma_key.get("schema"), str):
-            return _Locate(root, (root / prisma_key["schema"]).resolve(), None)
-        for candidate in (root / "prisma" / "schema.prisma", root / "schema.prisma", root / "prisma"):
-            if candidate.is_file() or (candidate.is_dir() and any(candidate.glob("*.prisma"))):
-                return _Locate(root, candidate, None)
-        config_dirs, schemas = _walk_candidates(root)
-        if len(config_dirs) == 1:
-            package_dir = config_dirs[0]
-            config_path = find_config_file(package_dir, version)
-        elif len(schemas) == 1:
-            package_dir = _package_dir_of(schemas[0], root)
-            config_path = find_config_file(package_dir, version)
-            if config_path is None:
-                manifest = _read_json(package_dir / "package.json") or {}
-                prisma_key = manifest.get("prisma")
-                if isinstance(prisma_key, dict) and isinstance(prisma_key.get("schema"), str):
-                    return _Locate(package_dir, (package_dir / prisma_key["schema"]).resolve(), None)
-                return _Locate(package_dir, schemas[0], None)
-        elif len(schemas) > 1 or len(config_dirs) > 1:
-            found = ", ".join(str(p.relative_to(root)) for p in (schemas or config_dirs))
-            locate = _Locate(root, None, None)
-            locate.notes.append(
-                f"several Prisma schemas ({found}); set 'schema' for this project in the config"
-            )
-            return locate
-        else:
-            return _Locate(root, None, None)
-    config = read_config_file(config_path) if config_path else None
-    notes: list[str] = []
-    if config and config.computed:
-        notes.append(
-            f"{config.path.relative_to(root)} computes {', '.join(config.computed)}; "
-            "migwatch cannot evaluate code and assumed Prisma's defaults"
+    schema = default_schema(root, version)
+    if config_path is not None or schema is not None:
+        return _Locate(root, schema, config_path)
+    legacy = root / "prisma"
+    if legacy.is_dir() and any(legacy.glob("*.prisma")):
+        return _Locate(root, legacy, None)
+    config_dirs, schemas = _walk_candidates(root)
+    if len(config_dirs) == 1:
+        package_dir = config_dirs[0]
+        return _Locate(
+            package_dir, default_schema(package_dir, version), find_config_file(package_dir, version)
         )
-    schema: Path | None = None
-    if config and config.schema:
-        schema = (config.path.parent / config.schema).resolve()
-    if schema is None:
-        manifest = _read_json(package_dir / "package.json") or {}
-        prisma_key = manifest.get("prisma")
-        if isinstance(prisma_key, dict) and isinstance(prisma_key.get("schema"), str):
-            schema = (package_dir / prisma_key["schema"]).resolve()
-    if schema is None:
-        for candidate in (package_dir / "prisma" / "schema.prisma", package_dir / "schema.prisma"):
-            if candidate.is_file():
-                schema = candidate
-                break
-    return _Locate(package_dir, schema, config, notes)
+    if len(schemas) == 1:
+        package_dir = _package_dir_of(schemas[0], root)
+        config_path = find_config_file(package_dir, version)
+        return _Locate(package_dir, default_schema(package_dir, version) or schemas[0], config_path)
+    if len(schemas) > 1 or len(config_dirs) > 1:
+        found = ", ".join(str(p.relative_to(root)) for p in (schemas or config_dirs))
+        note = f"several Prisma schemas ({found}); set 'schema' for this project in the config"
+        return _Locate(root, None, None, [note])
+    return _Locate(root, None, None)
 
 
-_DATASOURCE = re.compile(r"^\s*datasource\s+\w+\s*\{(?P<body>.*?)^\s*\}", re.S | re.M)
-_PROVIDER = re.compile(r"""^\s*provider\s*=\s*["'](?P<p>[^"']+)["']""", re.M)
-_URL = re.compile(r"""^\s*url\s*=\s*(?:["'](?P<lit>[^"']*)["']|env\(\s*["'](?P<env>[^"']+)["']\s*\))""", re.M)
+def migrations_dir_for(schema: Path, version: PrismaVersion) -> Path:
+    """Prisma's default migrations folder for a schema file or folder, per version.
+
+    A file: its folder's `migrations`. A folder: Prisma <= 6.5 took the folder's parent, 6.6 to 6.19
+    the folder of the file holding the datasource block, 7.x the schema folder itself.
+    """
+    if not schema.is_dir():
+        return schema.parent / "migrations"
+    if version < (6, 6, 0):
+        return schema.parent / "migrations"
+    if version < (7, 0, 0):
+        datasource = read_datasource(schema)
+        if datasource is not None:
+            return datasource.file.parent / "migrations"
+    return schema / "migrations"
 
 
-@dataclass(frozen=True)
-class Datasource:
-    file: Path
-    provider: str | None
-    url_literal: str | None
-    url_env: str | None
+def is_ignored(worktree: Worktree, globs: Sequence[str]) -> bool:
+    """Whether a worktree path matches one of the project's ignore_worktrees globs."""
+    text = str(worktree.path)
+    return any(fnmatch.fnmatch(text, pattern) for pattern in globs)
 
 
-def schema_files(schema: Path) -> list[Path]:
-    """The .prisma files of a schema file or schema folder (recursively, as Prisma reads them)."""
-    if schema.is_dir():
-        return sorted(p for p in schema.rglob("*.prisma") if "node_modules" not in p.parts)
-    return [schema] if schema.is_file() else []
+# Which script's env to follow: the one a person runs to migrate, else any that runs Prisma here.
+_SUBCOMMAND_PRIORITY = ("migrate deploy", "migrate dev", "migrate status", "migrate resolve", "migrate reset")
 
 
-def read_datasource(schema: Path) -> Datasource | None:
-    """The datasource block of a schema file or folder."""
-    for file in schema_files(schema):
-        try:
-            text = file.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        block = _DATASOURCE.search(re.sub(r"//[^\n]*", "", text))
-        if block:
-            provider = _PROVIDER.search(block.group("body"))
-            url = _URL.search(block.group("body"))
-            return Datasource(
-                file=file,
-                provider=provider.group("p") if provider else None,
-                url_literal=url.group("lit") if url else None,
-                url_env=url.group("env") if url else None,
-            )
-    return None
+def script_env(root: Path, package_dir: Path) -> PrismaScript | None:
+    """The package.json script whose env wrapper this worktree's Prisma runs under (None: no wrapper)."""
+    here = [s for s in prisma_scripts(root, package_dir) if s.prisma_cwd == package_dir]
+    wrapped = [s for s in here if s.env_files or s.env_vars]
+    if not wrapped:
+        return None
+
+    def rank(script: PrismaScript) -> int:
+        if script.subcommand in _SUBCOMMAND_PRIORITY:
+            return _SUBCOMMAND_PRIORITY.index(script.subcommand)
+        return len(_SUBCOMMAND_PRIORITY) + (0 if script.subcommand.startswith(("migrate", "db")) else 1)
+
+    return min(wrapped, key=rank)
 
 
-def _dotenv(path: Path) -> dict[str, str]:
-    """A .env file's values as written (npm dotenv, which `dotenv/config` is, expands nothing)."""
-    if not path.is_file():
-        return {}
-    try:
-        return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
-    except (OSError, UnicodeDecodeError) as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return {}
+@dataclass
+class _Read:
+    """What was read for one worktree so far (the parts discover_worktree assembles)."""
+
+    located: _Locate
+    scope: EnvScope
+    config: ConfigValues | None
+    version: PrismaVersion
+    script: PrismaScript | None
 
 
-_REFERENCE = re.compile(r"(.?)\$\{([a-zA-Z0-9_]+)?\}")
+def _read(
+    root: Path, configured_schema: str | None, env: Mapping[str, str], env_files: Sequence[str]
+) -> _Read:
+    """Locate, load the env the project's wrappers load, evaluate the config file, detect the version."""
+    located = _locate(root, configured_schema, None)
+    scope = EnvScope.from_environment(env)
+    for relative in env_files:  # the project's own list comes first (an outer wrapper, in effect)
+        scope.load(root / relative)
+    script = script_env(root, located.package_dir)
+    if script is not None:
+        for file in script.env_files:
+            scope.load(file)
+        scope.set_inline(script.env_vars, f"package.json script {script.name}")
+    config = _evaluate(located.config_path, located.package_dir, scope)
+    version, how = detect_version(located.package_dir, root, bool(config and config.has_datasource_url))
+    # The first pass looked for prisma7.config.* too, which only Prisma >= 7.10 reads: look again with
+    # the version's own file names (unless the version was only guessed from that very file).
+    if how != FROM_CONFIG_FILE and find_config_file(located.package_dir, version) != located.config_path:
+        located = _locate(root, configured_schema, version)
+        config = _evaluate(located.config_path, located.package_dir, scope)
+    elif located.schema is None or located.schema.name == "schema":
+        located = replace(located, schema=_relocated_schema(root, configured_schema, located, version))
+    log.debug("worktree %s: prisma %s (%s)", root, version, how)
+    if config is not None:
+        for file in config.env_files:
+            scope.load(file)
+    return _Read(located, scope, config, version, script)
 
 
-def _expand(value: str, scope: Mapping[str, str], depth: int = 0) -> str:
-    """Prisma 6's dotenvExpand: `${VAR}` from the environment as loaded so far, `\\${VAR}` kept literally."""
-    if depth > 20:  # a cycle (A=${A}); Prisma itself would recurse until the stack overflows
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        prefix, name = match.group(1), match.group(2) or ""
-        if prefix == "\\":
-            return match.group(0)[1:]
-        return prefix + _expand(scope.get(name, ""), scope, depth + 1)
-
-    return _REFERENCE.sub(substitute, value)
+def _relocated_schema(
+    root: Path, configured_schema: str | None, located: _Locate, version: PrismaVersion
+) -> Path | None:
+    """The default schema again once the version is known (the prisma/schema folder rule is per version)."""
+    if configured_schema or located.config_path is not None:
+        return located.schema
+    return _locate(root, None, version).schema
 
 
-def _load_prisma6(path: Path, merged: dict[str, str]) -> bool:
-    """Load one .env into `merged` as Prisma 6 does: set variables win, then `${VAR}` is expanded."""
-    values = _dotenv(path)
-    fresh = [key for key in values if key not in merged]
-    for key in fresh:
-        merged[key] = values[key]
-    for key in fresh:
-        merged[key] = _expand(merged[key], merged)
-    return bool(values)
-
-
-def prisma6_env(
-    package_dir: Path, root: Path, schema_dir: Path, env: Mapping[str, str]
-) -> tuple[dict[str, str], list[Path]]:
-    """Prisma 6 without a config file: the root .env, then the schema's .env (SPEC §4)."""
-    merged = dict(env)
-    loaded: list[Path] = []
-    root_env: Path | None = None
-    for folder in _parents_within(package_dir, root):
-        if (folder / "package.json").is_file():
-            root_env = folder / ".env"
-            break
-    if root_env is None:
-        root_env = package_dir / ".env"
-    if _load_prisma6(root_env, merged):
-        loaded.append(root_env)
-    second_path: Path | None = None
-    for candidate in (schema_dir / ".env", package_dir / "prisma" / ".env", package_dir / ".env"):
-        if candidate.is_file():
-            second_path = candidate
-            break
-    if second_path and second_path != root_env and _load_prisma6(second_path, merged):
-        loaded.append(second_path)
-    return merged, loaded
+def _evaluate(config_path: Path | None, package_dir: Path, scope: EnvScope) -> ConfigValues | None:
+    if config_path is None:
+        return None
+    return read_prisma_config(config_path, cwd=package_dir, env=scope.values, read_env=read_env_file)
 
 
 def discover_worktree(
@@ -381,113 +292,87 @@ def discover_worktree(
     configured_schema: str | None,
     database_url: str | None,
     env: Mapping[str, str],
+    env_files: Sequence[str] = (),
 ) -> PrismaSetup:
     """How this worktree's own Prisma version finds its schema, migrations and database."""
     root = worktree.path
-    located = _locate(root, configured_schema, None)
-    version, how = detect_version(located.package_dir, root, located.config)
-    # The first pass looked for prisma7.config.* too, which only Prisma >= 7.10 reads: look again with
-    # the version's own file names (unless the version was only guessed from that very file).
-    if how != FROM_CONFIG_FILE:
-        current = located.config.path if located.config else None
-        if find_config_file(located.package_dir, version) != current:
-            located = _locate(root, configured_schema, version)
-    notes = list(located.notes)
-    config = located.config
+    read = _read(root, configured_schema, env, env_files)
+    located, config, version = read.located, read.config, read.version
+    notes = list(located.notes) + _config_notes(config, root, version)
+    schema = located.schema if configured_schema else (config.schema if config and config.schema else None)
+    schema = schema or located.schema or _script_schema(read.script)
     base = PrismaSetup(
         worktree=worktree,
         prisma_version=version,
         package_dir=located.package_dir,
-        schema_path=located.schema,
+        schema_path=schema,
         migrations_dir=None,
-        config_file=config.path if config else None,
+        config_file=located.config_path,
         notes=tuple(notes),
+        env_files=tuple(read.scope.tried),
     )
-    if located.schema is None or not (located.schema.exists()):
-        where = f" ({located.schema})" if located.schema else ""
-        return replace(base, problem=f"no Prisma schema found{where}")
-    if config and config.migrations_path:
-        migrations_dir = (config.path.parent / config.migrations_path).resolve()
-    else:
-        schema_dir = located.schema if located.schema.is_dir() else located.schema.parent
-        migrations_dir = schema_dir / "migrations"
-    datasource = read_datasource(located.schema)
-    base = replace(base, migrations_dir=migrations_dir)
+    if schema is None or not schema.exists():
+        return replace(base, problem=f"no Prisma schema found{f' ({schema})' if schema else ''}")
+    migrations = config.migrations_path if config and config.migrations_path else None
+    migrations = migrations or migrations_dir_for(schema, version)
+    outside = _outside_worktree(migrations, root)
+    if outside:
+        return replace(base, problem=outside)
+    base = replace(base, migrations_dir=migrations)
+    datasource = read_datasource(schema)
     if datasource is None or not datasource.provider:
-        return replace(base, problem=f"no datasource block with a provider in {located.schema}")
+        return replace(base, problem=f"no datasource block with a provider in {schema}")
     provider = normalise_provider(datasource.provider)
-    base = replace(base, provider=provider)
-    url, source, relative_to = _resolve_url(base, located, config, datasource, database_url, env)
-    if url is None:
-        return replace(base, problem=source)
+    if version < (7, 0, 0) and config is None:  # Prisma 6 without a config file loads .env files itself
+        schema_dir = schema if schema.is_dir() else schema.parent
+        for file in prisma6_env_files(located.package_dir, root, schema_dir):
+            read.scope.load(file, expand=True)
+    base = replace(base, provider=provider, env_files=tuple(read.scope.tried))
+    choice = choose_url(
+        prisma7=version >= (7, 0, 0),
+        datasource=datasource,
+        config=config,
+        scope=read.scope,
+        override=database_url,
+    )
+    database, problem = database_of(provider, choice)
+    return replace(
+        base,
+        database=database,
+        problem=problem,
+        url_from=choice.read_from or None,
+        missing_variables=choice.missing,
+    )
+
+
+def _script_schema(script: PrismaScript | None) -> Path | None:
+    return script.schema if script is not None else None
+
+
+def _outside_worktree(migrations: Path, root: Path) -> str | None:
+    """Why a migrations folder outside the worktree is refused (it is neither watched nor read)."""
+    resolved, top = Path(os.path.realpath(migrations)), Path(os.path.realpath(root))
+    if resolved == top or top in resolved.parents:
+        return None
+    return f"the migrations path {migrations} is outside the worktree {root}; migwatch reads only folders inside it"
+
+
+def _config_notes(config: ConfigValues | None, root: Path, version: PrismaVersion) -> list[str]:
+    if config is None:
+        return []
+    notes: list[str] = []
     try:
-        ref = database_ref(provider, url, relative_to=relative_to)
-    except UrlError as exc:
-        return replace(base, problem=f"{exc} (from {source})")
-    log.debug("worktree %s: prisma %s (%s), url from %s", root, version, how, source)
-    return replace(base, database=ref)
-
-
-def _resolve_url(
-    setup: PrismaSetup,
-    located: _Locate,
-    config: PrismaConfigFile | None,
-    datasource: Datasource,
-    override: str | None,
-    env: Mapping[str, str],
-) -> tuple[str | None, str, Path]:
-    """(url, where it came from or why it is missing, folder relative SQLite paths start from)."""
-    schema_dir = datasource.file.parent
-    if override:
-        return override, "the migwatch config", schema_dir
-    prisma7 = setup.prisma_version >= (7, 0, 0)
-    if config is not None:
-        config_dir = config.path.parent
-        # With a config file no .env is loaded by Prisma, only by the file's own dotenv import.
-        scope = dict(env)
-        if config.loads_dotenv:
-            for key, value in _dotenv(config_dir / ".env").items():
-                scope.setdefault(key, value)
-        if config.url_literal is not None:
-            return config.url_literal, f"{config.path.name}", config_dir
-        if config.url_env:
-            env_value = scope.get(config.url_env)
-            if env_value:
-                return env_value, f"env {config.url_env} ({config.path.name})", config_dir
-            return None, _missing(config.url_env, config.path, config.loads_dotenv), config_dir
-        if prisma7:
-            return (
-                None,
-                f"{config.path} sets no datasource.url (Prisma 7 takes the URL from there)",
-                config_dir,
-            )
-        return _schema_url(datasource, scope, schema_dir, [])
-    if prisma7:
-        return None, "Prisma 7 needs a prisma.config.ts with datasource.url; none was found", schema_dir
-    scope, loaded = prisma6_env(located.package_dir, setup.worktree.path, schema_dir, env)
-    return _schema_url(datasource, scope, schema_dir, loaded)
-
-
-def _schema_url(
-    datasource: Datasource, scope: Mapping[str, str], schema_dir: Path, loaded: Sequence[Path]
-) -> tuple[str | None, str, Path]:
-    if datasource.url_literal is not None:
-        return datasource.url_literal, f"{datasource.file.name}", schema_dir
-    if datasource.url_env:
-        value = scope.get(datasource.url_env)
-        if value:
-            return value, f"env {datasource.url_env}", schema_dir
-        looked = ", ".join(str(p) for p in loaded) or "no .env file found"
-        return None, f"{datasource.url_env} is not set (environment; {looked})", schema_dir
-    return None, f"the datasource in {datasource.file} has no url", schema_dir
-
-
-def _missing(name: str, config_path: Path, loads_dotenv: bool) -> str:
-    where = f"environment, {config_path.parent / '.env'}" if loads_dotenv else "environment only"
-    return f"{name} is not set ({where}; {config_path.name} reads it with env())"
-
-
-def is_ignored(worktree: Worktree, globs: Sequence[str]) -> bool:
-    """Whether a worktree path matches one of the project's ignore_worktrees globs."""
-    text = str(worktree.path)
-    return any(fnmatch.fnmatch(text, pattern) for pattern in globs)
+        name = config.path.relative_to(root).as_posix()
+    except ValueError:
+        name = str(config.path)
+    others = [c for c in config.computed if not c.startswith("datasource.url")]
+    if others:
+        notes.append(
+            f"{name}: migwatch could not evaluate {', '.join(others)}; it assumed Prisma's defaults there"
+        )
+    if version >= (7, 0, 0) and "datasource.directUrl" in config.unexpected_keys:
+        notes.append(
+            f"{name} sets datasource.directUrl, which Prisma 7 does not read: its migrate commands use "
+            "datasource.url, and so does migwatch"
+        )
+    return notes

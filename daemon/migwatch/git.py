@@ -133,6 +133,31 @@ def blob_at(worktree: Path, rev: str, relpath: str, env: Mapping[str, str] | Non
         return None
 
 
+def blobs_at(
+    repo: Path, specs: Sequence[str], env: Mapping[str, str] | None = None
+) -> dict[str, bytes | None]:
+    """The bytes of every `<rev>:<path>` in one `git cat-file --batch` call; None where there is none."""
+    wanted = [spec for spec in dict.fromkeys(specs) if "\n" not in spec]
+    found: dict[str, bytes | None] = dict.fromkeys(specs)
+    if not wanted:
+        return found
+    out = run_git_bytes(
+        repo, "cat-file", "--batch", env=env, stdin="".join(f"{s}\n" for s in wanted).encode()
+    )
+    pos = 0
+    for spec in wanted:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            found[spec] = out[pos : pos + size]
+            pos += size + 1
+        elif len(header) == 3:  # a tree or commit: skip its body
+            pos += int(header[2]) + 1
+    return found
+
+
 def last_change(worktree: Path, relpath: str, env: Mapping[str, str] | None = None) -> str | None:
     """`uncommitted change` or `<short sha> <subject> (<author>, <date>)` for the last change of a file."""
     status = run_git(worktree, "status", "--porcelain", "--", relpath, env=env, check=False).strip()

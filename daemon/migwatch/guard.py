@@ -274,8 +274,8 @@ def _instead(command: GuardedCommand, state: GuardState) -> list[str]:
         return []
     if command.action is Action.RESET:
         return [
-            "Instead: nothing here needs a reset of the shared database; to start over, give this "
-            "worktree a database of its own (its own DATABASE_URL)."
+            "Instead: nothing here needs a reset of the shared database; to start over, point this "
+            "worktree's database URL at a database of its own."
         ]
     return ["Instead: make the schema change a migration, so the other worktrees receive it through git."]
 

@@ -218,7 +218,11 @@ def _setups(project: _Project, env: Mapping[str, str]) -> dict[Path, PrismaSetup
 
     return {
         w.path: discover_worktree(
-            w, configured_schema=project.config.schema, database_url=project.config.database_url, env=env
+            w,
+            configured_schema=project.config.schema,
+            database_url=project.config.database_url,
+            env=env,
+            env_files=project.config.env_files,
         )
         for w in project.worktrees
     }

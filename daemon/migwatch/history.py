@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from migwatch.dburl import UrlError, parse_postgres, redact
 from migwatch.model import DatabaseRef, History, HistoryRow
@@ -50,15 +53,18 @@ def read_history(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> Hist
 
 
 def connect_postgres(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> psycopg.Connection[Any]:
-    """A read-only session (default_transaction_read_only, statement timeout), autocommit."""
+    """An autocommit session that reads only inside read-only transactions (`read_only`).
+
+    Nothing is sent at start-up but libpq's own parameters and the URL's: connection poolers refuse
+    startup `options` (PgBouncer: "unsupported startup parameter: options"), so read-only and the
+    statement timeout are set per transaction, and no statement is ever prepared on the server
+    (PgBouncer in transaction mode hands each transaction to any server connection).
+    """
     try:
         target = parse_postgres(ref.url)
     except UrlError as exc:
         raise HistoryError(str(exc)) from None
     kwargs: dict[str, Any] = dict(target.params)
-    # A Prisma URL's own `options` are kept; ours come last so read-only always wins.
-    ours = f"-c default_transaction_read_only=on -c statement_timeout={options.statement_timeout_ms}"
-    kwargs["options"] = f"{kwargs['options']} {ours}" if "options" in kwargs else ours
     try:
         conn = psycopg.connect(
             host=target.host,
@@ -73,17 +79,38 @@ def connect_postgres(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> 
         )
     except psycopg.Error as exc:
         raise HistoryError(f"cannot connect to {ref.id}: {driver_message(exc)}") from None
+    conn.prepare_threshold = None
+    _timeouts[conn] = options.statement_timeout_ms
     return conn
+
+
+_timeouts: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def read_only(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor inside `BEGIN READ ONLY` with a statement timeout, rolled back at the end."""
+    timeout_ms = int(_timeouts.get(conn, ReadOptions().statement_timeout_ms))
+    with conn.cursor() as cur:
+        cur.execute("BEGIN READ ONLY")
+        try:
+            cur.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+            yield cur
+        finally:
+            # If the connection broke, the error that broke it is the one to report.
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with suppress(psycopg.Error):
+                    cur.execute("ROLLBACK")
 
 
 def read_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> History:
     """Read the table on an open connection (the daemon keeps one)."""
     try:
-        with conn.cursor() as cur:
+        with read_only(conn) as cur:
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_qualified(ref.schema),))
             row = cur.fetchone()
             has_table = bool(row and row[0])
-            running = migration_running(conn)
+            running = _lock_held(cur)
             if not has_table:
                 return History(database=ref, reachable=True, has_table=False, migration_running=running)
             query = sql.SQL(
@@ -101,13 +128,17 @@ def read_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> History:
 
 def migration_running(conn: psycopg.Connection[Any]) -> bool:
     """Whether a Prisma migrate command (deploy, resolve, dev's apply step) holds its advisory lock."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
-            "AND objid = %s AND objsubid = 1 AND granted)",
-            (PRISMA_ADVISORY_LOCK,),
-        )
-        row = cur.fetchone()
+    with read_only(conn) as cur:
+        return _lock_held(cur)
+
+
+def _lock_held(cur: psycopg.Cursor[Any]) -> bool:
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+        "AND objid = %s AND objsubid = 1 AND granted)",
+        (PRISMA_ADVISORY_LOCK,),
+    )
+    row = cur.fetchone()
     return bool(row and row[0])
 
 
@@ -119,7 +150,7 @@ def fingerprint_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> str
         "SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {}.{} AS t"
     ).format(sql.Identifier(ref.schema), sql.Identifier(TABLE))
     try:
-        with conn.cursor() as cur:
+        with read_only(conn) as cur:
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_qualified(ref.schema),))
             exists = cur.fetchone()
             if not (exists and exists[0]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shlex
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from migwatch import git as gitio
+from migwatch import shellquote
 from migwatch.config import (
     ConfigError,
     default_config_path,
@@ -24,6 +24,8 @@ from migwatch.config import (
 from migwatch.dburl import group_key, parse_postgres, redact
 from migwatch.discovery import discover_worktree
 from migwatch.display import COMMAND_LIMIT, visible
+from migwatch.envfiles import env_files_defining
+from migwatch.errors import UserError
 from migwatch.migrations import read_folder
 from migwatch.model import DatabaseRef, PrismaSetup, Worktree
 
@@ -44,7 +46,7 @@ def _redact_everything(text: str) -> str:
     return _ANY_CREDENTIALS.sub(r"\g<keep>:***@", redact(text))
 
 
-class InitError(Exception):
+class InitError(UserError):
     """`migwatch init` cannot go on; the message is one line for the user (exit 2)."""
 
 
@@ -57,6 +59,7 @@ class RepositoryScan:
     skipped: tuple[Worktree, ...]  # bare or prunable
     schema: str | None  # the project-wide schema to write, when auto-detection alone would not find it
     base_branch: str | None
+    env_files: tuple[str, ...] = ()  # env files found to define the URL's variable (written to the config)
 
     @property
     def name(self) -> str:
@@ -96,16 +99,39 @@ def scan_repository(path: Path, env: Mapping[str, str]) -> RepositoryScan:
     if not any(s.schema_path is not None for s in setups) and not any(s.notes for s in setups):
         raise InitError(f"no Prisma schema found in {repo} (looked for {_LOOKED_FOR})")
     schema = _project_schema(setups)
-    if schema is not None:
+    env_files = _env_files_defining_the_url(setups)
+    if schema is not None or env_files:
         # Re-read every worktree the way the written config makes `status` read it.
-        setups = [discover_worktree(w, configured_schema=schema, database_url=None, env=env) for w in live]
+        setups = [
+            discover_worktree(w, configured_schema=schema, database_url=None, env=env, env_files=env_files)
+            for w in live
+        ]
     return RepositoryScan(
         repo=repo,
         setups=tuple(setups),
         skipped=skipped,
         schema=schema,
         base_branch=_base_branch(repo, env),
+        env_files=env_files,
     )
+
+
+def _env_files_defining_the_url(setups: Sequence[PrismaSetup]) -> tuple[str, ...]:
+    """Env files of the repository (relative to each worktree) that set a variable a URL needs but that
+    nothing the project runs loads: the worktree's own, between its package folder and its root."""
+    found: list[str] = []
+    for setup in setups:
+        root = setup.worktree.path
+        folders = [
+            setup.package_dir,
+            *[p for p in setup.package_dir.parents if p == root or root in p.parents],
+        ]
+        for variable in setup.missing_variables:
+            for file in env_files_defining(variable, folders)[:1]:
+                relative = _relative(file, root)
+                if relative is not None and relative not in found:
+                    found.append(relative)
+    return tuple(found)
 
 
 def _relative(path: Path | None, root: Path) -> str | None:
@@ -143,6 +169,7 @@ def project_entry(scan: RepositoryScan) -> dict[str, Any]:
         "repo": str(scan.repo).replace("$", "$$"),
         "schema": scan.schema,
         "base_branch": scan.base_branch,
+        "env_files": list(scan.env_files) or None,
     }
 
 
@@ -195,6 +222,8 @@ def _worktree_lines(setup: PrismaSetup) -> list[str]:
         )
     if setup.database is not None:
         lines.append(f"    database:   {shown_database(setup.database)}")
+    if setup.url_from is not None:
+        lines.append(f"    read from:  {setup.url_from}")
     if setup.problem is not None:
         lines.append(f"    problem:    {setup.problem}")
     lines += [f"    note:       {note}" for note in setup.notes]
@@ -283,6 +312,7 @@ def init_command(
             f"{verb} {config_path}: project {scan.name}, repo {scan.repo}"
             + (f", base_branch {scan.base_branch}" if scan.base_branch else "")
             + (f", schema {scan.schema}" if scan.schema else "")
+            + (f", env_files {', '.join(scan.env_files)}" if scan.env_files else "")
             + "."
         )
     lines += _next_steps(scan, config_path, env, print_only=print_only, exists=exists)
@@ -296,11 +326,16 @@ def init_command(
 def _next_steps(
     scan: RepositoryScan, config_path: Path, env: Mapping[str, str], *, print_only: bool, exists: bool
 ) -> list[str]:
-    option = "" if config_path == default_config_path(env) else f" --config {config_path}"
+    option = (
+        "" if config_path == default_config_path(env) else f" --config {shellquote.quote(str(config_path))}"
+    )
     steps: list[tuple[str, str]] = []
     if print_only:
         steps.append(
-            ("write this config:", f"migwatch{option} init{' --force' if exists else ''} {scan.repo}")
+            (
+                "write this config:",
+                f"migwatch{option} init{' --force' if exists else ''} {shellquote.quote(str(scan.repo))}",
+            )
         )
     steps.append(("check every worktree now:", f"migwatch{option} status"))
     steps.append(("watch in the background, with desktop alerts:", f"migwatch{option} service install"))
@@ -308,8 +343,9 @@ def _next_steps(
     lines = ["", "Next:"]
     if any(s.database is None for s in scan.setups):
         lines.append(
-            "  set the missing database URLs (in the worktree's .env, or database_url in the config);"
-            " until then `status` shows those worktrees as unknown"
+            "  set the missing variables above in one of the files named there (or list the env file that"
+            " sets them under env_files in the config, or set database_url there); until then `status`"
+            " shows those worktrees as unknown"
         )
     lines += [f"  {why.ljust(width)}  {command}" for why, command in steps]
     return lines
@@ -320,7 +356,9 @@ def _guard_lines(scan: RepositoryScan, config_path: Path, env: Mapping[str, str]
     from migwatch.guard import setup_lines
     from migwatch.scripts import package_manager
 
-    option = "" if config_path == default_config_path(env) else f" --config {shlex.quote(str(config_path))}"
+    option = (
+        "" if config_path == default_config_path(env) else f" --config {shellquote.quote(str(config_path))}"
+    )
     package_dir = scan.setups[0].package_dir if scan.setups else scan.repo
     manager, _ = package_manager(scan.repo, package_dir)
     return setup_lines(f"migwatch{option}", ["npx", manager])

@@ -142,6 +142,9 @@ class PrismaSetup:
     database: DatabaseRef | None = None
     notes: tuple[str, ...] = ()  # info-level remarks ("computed schema path; assumed default")
     problem: str | None = None  # why this worktree cannot be checked (no schema, no URL, …)
+    url_from: str | None = None  # which datasource URL migrate uses, and where its value came from
+    env_files: tuple[Path, ...] = ()  # env files read for this worktree, in precedence order
+    missing_variables: tuple[str, ...] = ()  # variables the URL needs that are not set anywhere tried
 
 
 _SQL_REFUSED = frozenset(chr(n) for n in range(32) if chr(n) not in "\t\n\r") | {"\x7f"}

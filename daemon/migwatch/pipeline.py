@@ -17,6 +17,7 @@ from migwatch import diagnose
 from migwatch import git as gitio
 from migwatch.checksum import checksum_matches, checksum_variants
 from migwatch.config import Config, ProjectConfig
+from migwatch.conflictsql import gather_conflict_sql
 from migwatch.discovery import discover_worktree, is_ignored, schema_files
 from migwatch.gitindex import SHARED_CACHE, GitIndexCache
 from migwatch.history import read_history
@@ -53,7 +54,11 @@ def snapshot_worktree(
 ) -> diagnose.WorktreeSnapshot:
     """Discover one worktree and read its migrations folder and schema (files only)."""
     setup = discover_worktree(
-        worktree, configured_schema=project.schema, database_url=project.database_url, env=options.env
+        worktree,
+        configured_schema=project.schema,
+        database_url=project.database_url,
+        env=options.env,
+        env_files=project.env_files,
     )
     folder = None
     if setup.migrations_dir is not None and setup.problem is None:
@@ -202,43 +207,18 @@ def gather_evidence(
                 empty.add(folder)
         except OSError:
             pass
-    base_names, unmerged_sql = _base_evidence(project, request, env)
+    conflict = gather_conflict_sql(project, request, env)
     return diagnose.Evidence(
         whereabouts=whereabouts_of(project, verdicts, env, cache),
         shared=shared_elsewhere(project, verdicts, env, cache),
         restores=restores,
         tracked_sql=tracked,
         empty_folders=frozenset(empty),
-        base_names=base_names,
-        unmerged_sql=unmerged_sql,
+        base_names=conflict.base_names,
+        unmerged_sql=conflict.worktree_sql,
+        base_sql=conflict.base_sql,
+        applied_sql=conflict.applied_sql,
     )
-
-
-def _base_evidence(
-    project: diagnose.ProjectSnapshot, request: diagnose.EvidenceRequest, env: Mapping[str, str]
-) -> tuple[dict[str, frozenset[str]], dict[Path, str]]:
-    """Migration names on the base branch, and the SQL of every worktree's unmerged migrations."""
-    base_names: dict[str, frozenset[str]] = {}
-    unmerged_sql: dict[Path, str] = {}
-    if not project.base_branch or not request.base_dirs:
-        return base_names, unmerged_sql
-    for rel in request.base_dirs:
-        names = gitio.names_at(project.repo, project.base_branch, rel, env=env)
-        if names is not None:
-            base_names[rel] = names
-    by_path = {s.worktree.path: s for s in project.worktrees}
-    unmerged = diagnose.unmerged_migrations(project, diagnose.Evidence(base_names=base_names))
-    for path, names_list in unmerged.items():
-        folder_dir = by_path[path].setup.migrations_dir
-        for name in names_list:
-            if folder_dir is None:
-                continue
-            try:
-                text = (folder_dir / name / "migration.sql").read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            unmerged_sql[folder_dir / name] = text
-    return base_names, unmerged_sql
 
 
 def _rel(directory: Path | None, root: Path) -> str:

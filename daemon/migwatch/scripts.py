@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -190,7 +191,9 @@ def _run_script(
 ) -> list[PrismaScript]:
     """The Prisma commands script `name` of `package` runs, given args appended to it."""
     text = package.scripts.get(name)
-    if text is None or name in via[:-1]:  # a cycle (a script that runs itself) stops here
+    # A script that runs itself stops at MAX_DEPTH; a name seen before is no cycle when it is another
+    # package's script (root `prisma:migrate-dev` → `npm run prisma:migrate-dev -w @documenso/prisma`).
+    if text is None:
         return []
     if extra:  # `pnpm with-env prisma db push`: the args are appended to the script's text
         text = f"{text} {shlex.join(extra)}"
@@ -354,6 +357,7 @@ _VALUE_OPTIONS: dict[str, frozenset[str]] = {
     "turbo": frozenset({"--filter", "-F"}),
 }
 _SELECTORS = frozenset({"-w", "--workspace", "--filter", "-F"})
+_PNPM_ENTRY = re.compile(r"""^\s*-\s*["']?([^"'#\s]+)["']?\s*(?:#.*)?$""", re.M)
 _DIRS = frozenset({"--prefix", "-C", "--dir", "--cwd"})
 
 
@@ -400,6 +404,9 @@ def _global_options(
     values = _VALUE_OPTIONS[manager]
     rest: list[str] = []
     while index < len(args):
+        if args[index] == "--" and rest:  # the script's own arguments: `npm run with:env -- npm … -w x`
+            rest += args[index:]
+            break
         flag, _, inline = args[index].partition("=")
         if flag in values:
             value = inline or (args[index + 1] if index + 1 < len(args) else "")
@@ -415,15 +422,79 @@ def _global_options(
 
 
 def _select(selected: Sequence[tuple[str, str]], packages: Sequence[_Package], cwd: Path) -> _Package | None:
-    """The known package a `--filter`/`-w`/`-C`/`--prefix` names (None: another package of the workspace)."""
-    for flag, value in selected:
-        names_a_folder = flag in _DIRS or flag in {"-w", "--workspace"} or value.startswith(("./", "../"))
-        for package in packages:
-            if names_a_folder and (cwd / value).resolve() == package.folder.resolve():
-                return package
-            if value and value in {package.name, f"{package.name}...", f"...{package.name}"}:
-                return package
+    """The package a `--filter`/`-w`/`-C`/`--prefix` names: a known one, else one of the root's workspaces.
+
+    From the repository root, `npm run prisma:migrate-dev` often delegates to the Prisma package with
+    `npm run … -w @scope/prisma` (documenso): that package is found among the root's workspaces.
+    """
+    root = next((p for p in packages if p.is_root), None)
+    for candidates in (packages, _workspace_packages(root.folder) if root else []):
+        for flag, value in selected:
+            names_a_folder = flag in _DIRS or flag in {"-w", "--workspace"} or value.startswith(("./", "../"))
+            for package in candidates:
+                if names_a_folder and (cwd / value).resolve() == package.folder.resolve():
+                    return package
+                if value and value in {package.name, f"{package.name}...", f"...{package.name}"}:
+                    return package
     return None
+
+
+MAX_WORKSPACE_PACKAGES = 500
+
+
+def _workspace_packages(root: Path) -> list[_Package]:
+    """The packages the root's `workspaces` (npm, yarn, bun) or `pnpm-workspace.yaml` globs name.
+
+    Cached per root until one of the files and folders it was read from changes (a root's scripts
+    select packages dozens of times; the daemon re-reads after an edit).
+    """
+    cached = _WORKSPACE_CACHE.get(root)
+    if cached is not None and _mtimes(path for path, _ in cached[0]) == cached[0]:
+        return cached[1]
+    patterns = _workspace_patterns(root)
+    found: list[_Package] = []
+    watched = [root / "package.json", root / "pnpm-workspace.yaml"]
+    for pattern in patterns:
+        if pattern.startswith("!") or ".." in Path(pattern).parts or Path(pattern).is_absolute():
+            continue
+        watched.append((root / pattern.rstrip("/")).parent)
+        for folder in sorted(root.glob(pattern.rstrip("/"))):
+            package = read_package(folder) if "node_modules" not in folder.parts else None
+            if package is not None and len(found) < MAX_WORKSPACE_PACKAGES:
+                found.append(package)
+                watched.append(folder / "package.json")
+    if len(_WORKSPACE_CACHE) > 64:
+        _WORKSPACE_CACHE.clear()
+    _WORKSPACE_CACHE[root] = (_mtimes(watched), found)
+    return found
+
+
+_WORKSPACE_CACHE: dict[Path, tuple[tuple[tuple[Path, int], ...], list[_Package]]] = {}
+
+
+def _workspace_patterns(root: Path) -> list[str]:
+    manifest = _read_manifest(root / "package.json") or {}
+    workspaces = manifest.get("workspaces")
+    if isinstance(workspaces, dict):  # yarn 1: {"packages": [...], "nohoist": [...]}
+        workspaces = workspaces.get("packages")
+    patterns = [w for w in workspaces if isinstance(w, str)] if isinstance(workspaces, list) else []
+    try:
+        pnpm = (root / "pnpm-workspace.yaml").read_text(encoding="utf-8")[:MAX_PACKAGE_JSON_BYTES]
+    except (OSError, UnicodeDecodeError):
+        pnpm = ""
+    # The `packages:` list of pnpm-workspace.yaml, read line by line (`  - "apps/*"`).
+    return patterns + [m.group(1) for m in _PNPM_ENTRY.finditer(pnpm)]
+
+
+def _mtimes(paths: Iterable[Path]) -> tuple[tuple[Path, int], ...]:
+    """(path, modification time in ns, or -1 if absent) of each path: the cache's validity key."""
+    stamped = []
+    for path in paths:
+        try:
+            stamped.append((path, path.stat().st_mtime_ns))
+        except OSError:
+            stamped.append((path, -1))
+    return tuple(stamped)
 
 
 def _skip_runner_options(args: Sequence[str]) -> list[str]:

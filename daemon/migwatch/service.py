@@ -23,6 +23,7 @@ from typing import TextIO
 from xml.sax.saxutils import escape as xml_escape
 
 from migwatch.display import COMMAND_LIMIT, visible
+from migwatch.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,10 @@ _SYSTEMD_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 
 
-class ServiceError(Exception):
+class ServiceError(UserError):
     """A service operation failed; the message is one line for the user (exit 2)."""
+
+    prefix = "migwatch: "
 
 
 @dataclass(frozen=True)

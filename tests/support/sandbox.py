@@ -39,6 +39,8 @@ STUBBED_PROGRAMS = (
     "touch",
     "cat",
     "echo",
+    "pg_isready",
+    "migwatch",
 )
 _STUB = """#!/bin/bash
 # Records its argv (NUL-separated bytes) in a file of its own; does nothing else.

@@ -13,14 +13,16 @@ from datetime import datetime, timezone
 
 from migwatch.diagnose.branches import behind_base_findings, prunable_findings, unlisted_project
 from migwatch.diagnose.client import stale_client_findings
-from migwatch.diagnose.conflicts import WHOLE_TABLE, schema_conflicts, sql_touches
+from migwatch.diagnose.conflicts import schema_conflicts
 from migwatch.diagnose.context import Ctx
 from migwatch.diagnose.database import LOG_HEAD_LINES, database_findings
 from migwatch.diagnose.evidence import (
+    AppliedSql,
     Evidence,
     EvidenceRequest,
     Restore,
     evidence_needed,
+    migrations_rel,
     unmerged_migrations,
 )
 from migwatch.diagnose.files import folder_findings, marker_findings, missing_sql_findings, setup_findings
@@ -49,7 +51,7 @@ from migwatch.prismaschema import datamodel_blocks
 __all__ = [
     "LOG_HEAD_LINES",
     "SUPPORTED_PROVIDERS",
-    "WHOLE_TABLE",
+    "AppliedSql",
     "Evidence",
     "EvidenceRequest",
     "ProjectSnapshot",
@@ -64,8 +66,8 @@ __all__ = [
     "evidence_needed",
     "findings",
     "group_of",
+    "migrations_rel",
     "newer_name",
-    "sql_touches",
     "unlisted_project",
     "unmerged_migrations",
     "worktree_state",

@@ -1,153 +1,183 @@
-"""schema_conflict: unmerged migrations of two worktrees that change the same table or column.
+"""schema_conflict: migrations written apart that cannot both be applied, found before a merge or deploy.
 
-Holds the SQL tokenizer (`sql_touches`) as it was in diagnose.py; the "sql" work replaces it with
-real parsers (issue 13). Pure.
+Each worktree's migrations that its database or its base branch does not have yet are compared, on
+what the SQL does (`migwatch.sqlschema`: PostgreSQL's own grammar, sqlglot for SQLite), with
+- the database's migrations applied from another branch (its `behind` ones): "its deploy will fail";
+- the base branch's migrations it lacks (merged there after this branch forked);
+- other worktrees' unmerged migrations.
+Different columns added to one table, or the same alteration made by both, are no conflict. One
+finding per (worktree, migration), naming every clash. Pure.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, database_id, finding
-from migwatch.diagnose.evidence import migrations_rel, unmerged_migrations
-from migwatch.diagnose.fixes import git
+from migwatch.diagnose.evidence import AppliedSql, migrations_rel, unmerged_migrations
+from migwatch.diagnose.fixes import git, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot
-from migwatch.model import Finding, Fix
-
-_STATEMENT_SPLIT = re.compile(r";\s*(?:\n|$)")
-_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[\w$]+)'
-_QUALIFIED = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
-_ALTER_TABLE = re.compile(
-    rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<table>{_QUALIFIED})\s+(?P<rest>.*)$",
-    re.I | re.S,
-)
-_DROP_TABLE = re.compile(
-    rf"^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<tables>{_QUALIFIED}(?:\s*,\s*{_QUALIFIED})*)", re.I
-)
-_ACTION = re.compile(
-    rf"(?:^|,)\s*(?P<verb>ADD|DROP|ALTER|RENAME)\s+(?:COLUMN\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<column>{_IDENT})",
-    re.I,
-)
-_NOT_COLUMNS = frozenset({"constraint", "primary", "foreign", "unique", "check", "index", "to", "exclude"})
-WHOLE_TABLE = "*"
+from migwatch.model import Finding, Fix, Step
+from migwatch.sqlschema import MigrationChanges, parse_migration
+from migwatch.sqlschema.conflicts import Clash, clashes, deploy_outcome, describe
 
 
-def _unquote(identifier: str) -> str:
-    identifier = identifier.strip()
-    if identifier[:1] in '"`[':
-        identifier = identifier[1:-1].replace('""', '"')
-    return identifier
+@lru_cache(maxsize=4096)
+def _parsed(text: str, provider: str, where: str) -> MigrationChanges | None:
+    """Parsed once per text: the daemon compares the same files on every check."""
+    return parse_migration(text, provider, where)
 
 
-def _table_name(qualified: str) -> str:
-    return _unquote(re.split(r"\s*\.\s*(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", qualified)[-1])
+@dataclass(frozen=True)
+class _Other:
+    """The migration a worktree's migration clashes with, and where it is."""
+
+    against: str  # "database" | "base" | "worktree"
+    name: str
+    place: str  # "in Americano-epic5 (feature/epic-5)", "on main", "applied from feature/auth"
+    branch: str | None
+    clashes: tuple[Clash, ...]
+    show: Step  # a read-only command that prints its SQL
+    worktree: WorktreeSnapshot | None = None
 
 
-def sql_touches(sql_text: str) -> set[tuple[str, str]]:
-    """(table, column) pairs a migration alters, adds, drops or renames; (table, "*") for whole tables."""
-    touches: set[tuple[str, str]] = set()
-    text = re.sub(r"--[^\n]*", "", sql_text)
-    for statement in _STATEMENT_SPLIT.split(text):
-        drop = _DROP_TABLE.match(statement)
-        if drop:
-            for table in re.split(r"\s*,\s*", drop.group("tables")):
-                touches.add((_table_name(table), WHOLE_TABLE))
-            continue
-        alter = _ALTER_TABLE.match(statement)
-        if not alter:
-            continue
-        table = _table_name(alter.group("table"))
-        rest = alter.group("rest")
-        if re.match(r"RENAME\s+TO\b", rest, re.I):
-            # SQLite's table redefinition renames "new_X" to X: the whole of X is rewritten.
-            target = (
-                _unquote(rest.split(None, 2)[2].strip().rstrip(";"))
-                if len(rest.split(None, 2)) > 2
-                else table
-            )
-            touches.add((table.removeprefix("new_"), WHOLE_TABLE))
-            touches.add((target, WHOLE_TABLE))
-            continue
-        for action in _ACTION.finditer(rest):
-            column = _unquote(action.group("column"))
-            if column.lower() in _NOT_COLUMNS:
-                continue
-            touches.add((table, column))
-    return touches
+def _changes(snapshot: WorktreeSnapshot, name: str, text: str | None) -> MigrationChanges | None:
+    provider = snapshot.setup.provider
+    if not text or provider not in ("postgresql", "sqlite"):
+        return None
+    return _parsed(text, provider, f"{name}/migration.sql")
 
 
-def _overlap(a: set[tuple[str, str]], b: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    shared = a & b
-    for table, column in a:
-        if (table, WHOLE_TABLE) in b or (column == WHOLE_TABLE and any(t == table for t, _ in b)):
-            shared.add((table, column))
-    return sorted(shared)
+def _own_sql(ctx: Ctx, snapshot: WorktreeSnapshot, name: str) -> str | None:
+    folder = snapshot.setup.migrations_dir
+    return ctx.evidence.unmerged_sql.get(folder / name) if folder else None
 
 
 def schema_conflicts(ctx: Ctx) -> list[Finding]:
-    """schema_conflict: pairs of unmerged migrations of two worktrees that change the same column or table."""
-    if not ctx.evidence.base_names:
-        return []
+    """schema_conflict: one finding per worktree migration that clashes with migrations written elsewhere."""
+    found: dict[tuple[Path, str], list[_Other]] = {}
+    for snapshot, mine, other in _against_database(ctx):
+        found.setdefault((snapshot.worktree.path, mine), []).append(other)
+    for snapshot, mine, other in (*_against_base(ctx), *_against_worktrees(ctx)):
+        seen = {o.name for o in found.get((snapshot.worktree.path, mine), [])}
+        if other.name not in seen:
+            found.setdefault((snapshot.worktree.path, mine), []).append(other)
+    by_path = {s.worktree.path: s for s in ctx.project.worktrees}
+    return [_conflict(ctx, by_path[path], mine, others) for (path, mine), others in found.items()]
+
+
+def _against_database(ctx: Ctx) -> Iterator[tuple[WorktreeSnapshot, str, _Other]]:
+    """Pending migrations against the migrations the database applied from another branch."""
+    for verdict in ctx.verdicts:
+        snapshot = verdict.snapshot
+        for applied in verdict.behind:
+            source = ctx.evidence.applied_sql.get(applied)
+            if source is None:
+                continue
+            theirs = _changes(snapshot, applied, source.sql)
+            for mine in verdict.pending:
+                ours = _changes(snapshot, mine, _own_sql(ctx, snapshot, mine))
+                found = tuple(clashes(ours, theirs)) if ours and theirs else ()
+                if found:
+                    place = f"applied from {source.origin}"
+                    show = _show(snapshot, source)
+                    yield snapshot, mine, _Other("database", applied, place, source.branch, found, show)
+
+
+def _show(here: WorktreeSnapshot, source: AppliedSql) -> Step:
+    """A read-only command printing the applied migration's SQL where migwatch found it."""
+    if source.file is not None:
+        return shell("cat", str(source.file))
+    return git(here.worktree.path, "show", source.spec or "")
+
+
+def _against_base(ctx: Ctx) -> Iterator[tuple[WorktreeSnapshot, str, _Other]]:
+    """Unmerged migrations against the base branch's migrations this branch lacks."""
+    base = ctx.project.base_branch
+    if not base:
+        return
+    by_path = {s.worktree.path: s for s in ctx.project.worktrees}
+    for path, names in unmerged_migrations(ctx.project, ctx.evidence).items():
+        snapshot = by_path[path]
+        rel = migrations_rel(snapshot)
+        if rel is None or snapshot.folder is None:
+            continue
+        lacking = sorted(ctx.evidence.base_names.get(rel, frozenset()) - snapshot.folder.names)
+        for mine in names:
+            ours = _changes(snapshot, mine, _own_sql(ctx, snapshot, mine))
+            for theirs_name in lacking if ours else ():
+                theirs = _changes(snapshot, theirs_name, ctx.evidence.base_sql.get((rel, theirs_name)))
+                found = tuple(clashes(ours, theirs)) if ours and theirs else ()
+                if found:
+                    show = git(path, "show", f"{base}:{rel}/{theirs_name}/migration.sql")
+                    yield snapshot, mine, _Other("base", theirs_name, f"on {base}", base, found, show)
+
+
+def _against_worktrees(ctx: Ctx) -> Iterator[tuple[WorktreeSnapshot, str, _Other]]:
+    """Unmerged migrations of two worktrees (a name both have is the same migration, merged)."""
     unmerged = unmerged_migrations(ctx.project, ctx.evidence)
     by_path = {s.worktree.path: s for s in ctx.project.worktrees}
-    touches: dict[tuple[Path, str], set[tuple[str, str]]] = {}
-    for path, names in unmerged.items():
-        folder_dir = by_path[path].setup.migrations_dir
-        for name in names:
-            text = ctx.evidence.unmerged_sql.get(folder_dir / name) if folder_dir else None
-            if text:
-                touches[(path, name)] = sql_touches(text)
     local = {p: s.folder.names if s.folder else frozenset() for p, s in by_path.items()}
-    out: list[Finding] = []
     paths = list(unmerged)
     for i, first in enumerate(paths):
         for second in paths[i + 1 :]:
+            here, there = by_path[first], by_path[second]
             for name_a in unmerged[first]:
                 for name_b in unmerged[second]:
                     if name_a == name_b or name_a in local[second] or name_b in local[first]:
                         continue
-                    shared = _overlap(
-                        touches.get((first, name_a), set()), touches.get((second, name_b), set())
-                    )
-                    if not shared:
+                    a = _changes(here, name_a, _own_sql(ctx, here, name_a))
+                    b = _changes(there, name_b, _own_sql(ctx, there, name_b))
+                    if a is None or b is None:
                         continue
-                    for here, mine, there, theirs in (
-                        (first, name_a, second, name_b),
-                        (second, name_b, first, name_a),
-                    ):
-                        out.append(_conflict(ctx, by_path[here], mine, by_path[there], theirs, shared))
-    return out
+                    if found := tuple(clashes(a, b)):
+                        yield here, name_a, _worktree_other(there, name_b, found)
+                        yield there, name_b, _worktree_other(here, name_a, tuple(_swap(c) for c in found))
 
 
-def _conflict(
-    ctx: Ctx,
-    here: WorktreeSnapshot,
-    mine: str,
-    there: WorktreeSnapshot,
-    theirs: str,
-    shared: Sequence[tuple[str, str]],
-) -> Finding:
-    what = ", ".join(f"{t}.{c}" if c != WHOLE_TABLE else f"table {t}" for t, c in shared[:5])
-    theirs_ref = there.worktree.branch or there.worktree.head or "HEAD"
-    compared = f"{ctx.project.base_branch or 'HEAD'}...{theirs_ref}"
+def _swap(clash: Clash) -> Clash:
+    return Clash(clash.obj, clash.theirs, clash.ours)
+
+
+def _worktree_other(there: WorktreeSnapshot, name: str, found: tuple[Clash, ...]) -> _Other:
+    folder = there.setup.migrations_dir or there.worktree.path
+    show = shell("cat", str(folder / name / "migration.sql"))
+    branch = there.worktree.branch
+    return _Other("worktree", name, f"in {there.worktree.label}", branch, found, show, there)
+
+
+def _conflict(ctx: Ctx, here: WorktreeSnapshot, mine: str, others: Sequence[_Other]) -> Finding:
+    first = others[0]
+    clash = first.clashes[0]
+    objects = sorted({str(c.obj) for o in others for c in o.clashes})
+    if first.against == "database":
+        what = f"{mine} is not applied yet; {deploy_outcome(clash, first.name, first.place.removeprefix('applied from '))}"
+        advice = f"change {mine} so it builds on {first.name} before deploying it"
+    else:
+        what = f"{describe(clash, mine, f'{first.name} {first.place}')}; coordinate before either is merged"
+        advice = f"the second of these to be merged will fail or undo the first; agree who changes {', '.join(objects[:5])}"
+    rest = [f"{c.obj} with {o.name}" for o in others for c in o.clashes][1:]
+    if rest:
+        what += f" (and {len(rest)} more: {', '.join(rest[:3])}{', …' if len(rest) > 3 else ''})"
     return finding(
         ctx,
         "schema_conflict",
         database=database_id(here),
         worktree=here.worktree.path,
         migration=mine,
-        message=(
-            f"{here.worktree.label}: {mine} and {theirs} in {there.worktree.label} both change {what}; "
-            "coordinate before either is merged"
-        ),
-        fix=Fix(
-            steps=(git(here.worktree.path, "diff", compared, "--", str(migrations_rel(here) or ".")),),
-            why=f"the second of these to be merged will fail or undo the first; agree who changes {what}",
-        ),
-        other_worktree=str(there.worktree.path),
-        other_branch=there.worktree.branch,
-        other_migration=theirs,
-        columns=[f"{t}.{c}" for t, c in shared],
+        message=f"{here.worktree.label}: {what}",
+        fix=Fix(steps=tuple(dict.fromkeys(o.show for o in others)), why=advice),
+        against=first.against,
+        other_worktree=str(first.worktree.worktree.path) if first.worktree else None,
+        other_branch=first.branch,
+        other_migration=first.name,
+        objects=objects,
+        conflicts=[
+            {"migration": o.name, "against": o.against, "branch": o.branch, "what": describe(c, mine, o.name)}
+            for o in others
+            for c in o.clashes
+        ],
     )

@@ -23,6 +23,17 @@ class Restore:
 
 
 @dataclass(frozen=True)
+class AppliedSql:
+    """The SQL of a migration the database applied that a worktree lacks, and where it was found."""
+
+    sql: str
+    origin: str  # "feature/auth" (the branch of the worktree that has it) or the base branch
+    branch: str | None
+    file: Path | None = None  # the other worktree's migration.sql
+    spec: str | None = None  # "<base>:<rel>/<name>/migration.sql" when it was read from the base branch
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Git facts the pipeline gathered for the cases `analyse` found (see `evidence_needed`)."""
 
@@ -34,7 +45,11 @@ class Evidence:
     tracked_sql: Mapping[tuple[Path, str], bool] = field(default_factory=dict)  # migration.sql at HEAD?
     empty_folders: frozenset[Path] = frozenset()
     base_names: Mapping[str, frozenset[str]] = field(default_factory=dict)  # migrations dir → names on base
-    unmerged_sql: Mapping[Path, str] = field(default_factory=dict)  # migration folder → its SQL text
+    # migration folder → its SQL: every worktree's unmerged migrations, and pending ones that the
+    # database's migrations from other branches are compared with
+    unmerged_sql: Mapping[Path, str] = field(default_factory=dict)
+    base_sql: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (rel, name) → SQL on base
+    applied_sql: Mapping[str, AppliedSql] = field(default_factory=dict)  # applied name → its SQL
 
 
 @dataclass(frozen=True)
@@ -44,13 +59,20 @@ class EvidenceRequest:
     restores: frozenset[tuple[Path, str, str]]  # (worktree, migration, stored checksum)
     tracked_sql: frozenset[tuple[Path, str]]  # (worktree, migration) missing migration.sql
     base_dirs: frozenset[str] = frozenset()  # migrations dirs (repo-relative) to list on the base branch
+    pending: frozenset[tuple[Path, str]] = frozenset()  # (worktree, pending migration) to compare with…
+    applied: frozenset[str] = frozenset()  # …these applied migrations of other branches (SQL needed)
 
 
 def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict]) -> EvidenceRequest:
     """Which git facts `findings` will use, so the pipeline asks git only for those."""
     restores: set[tuple[Path, str, str]] = set()
     tracked: set[tuple[Path, str]] = set()
+    pending: set[tuple[Path, str]] = set()
+    applied: set[str] = set()
     for verdict in verdicts:
+        if verdict.pending and verdict.behind:
+            pending.update((verdict.snapshot.worktree.path, name) for name in verdict.pending)
+            applied.update(verdict.behind)
         for name, stored in verdict.edited:
             restores.add((verdict.snapshot.worktree.path, name, stored or ""))
         for name in verdict.missing_sql:
@@ -58,7 +80,9 @@ def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict
     base_dirs = frozenset(
         rel for s in project.worktrees if project.base_branch and (rel := migrations_rel(s)) is not None
     )
-    return EvidenceRequest(frozenset(restores), frozenset(tracked), base_dirs)
+    return EvidenceRequest(
+        frozenset(restores), frozenset(tracked), base_dirs, frozenset(pending), frozenset(applied)
+    )
 
 
 def unmerged_migrations(project: ProjectSnapshot, evidence: Evidence) -> dict[Path, list[str]]:

@@ -32,9 +32,20 @@ def _same_object(a: Change, b: Change) -> bool:
         return a.action in _GONE or b.action in _GONE
     if a.action is b.action and a.action in (Action.CREATE, Action.DROP):
         return not (a.idempotent and b.idempotent)
-    if a.action is b.action and a.action in ALTERATIONS:
-        return a.detail != b.detail
+    if a.action in ALTERATIONS and b.action in ALTERATIONS:
+        return _alterations_clash(a, b)
     return True
+
+
+# Aspects of one column that separate ALTER COLUMN clauses change. Nullability commutes with the others
+# (either order leaves the same column); a type change and a default do not (the default must fit the type).
+_NULLABILITY = frozenset({Action.SET_NOT_NULL, Action.DROP_NOT_NULL})
+
+
+def _alterations_clash(a: Change, b: Change) -> bool:
+    if (a.action in _NULLABILITY) != (b.action in _NULLABILITY):
+        return False
+    return (a.action, a.detail) != (b.action, b.detail)
 
 
 def _inside(container: Change, other: Change) -> bool:
