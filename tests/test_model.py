@@ -39,8 +39,8 @@ def test_a_rendered_command_gives_the_shell_exactly_its_argv(tmp_path: Path, wor
 
 def test_sql_literal_doubles_quotes_and_refuses_control_characters() -> None:
     assert sql_literal("it's") == "'it''s'"
-    assert sql_literal("a\tb") == "'a\tb'"
-    for bad in ("nul\x00", "bell\x07", "esc\x1b[31m", "del\x7f"):
+    assert sql_literal("naïve 名前") == "'naïve 名前'"
+    for bad in ("nul\x00", "bell\x07", "esc\x1b[31m", "del\x7f", "tab\tx", "new\nline"):
         with pytest.raises(ValueError, match="control characters"):
             sql_literal(bad)
 

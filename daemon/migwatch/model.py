@@ -147,7 +147,7 @@ class PrismaSetup:
     missing_variables: tuple[str, ...] = ()  # variables the URL needs that are not set anywhere tried
 
 
-_SQL_REFUSED = frozenset(chr(n) for n in range(32) if chr(n) not in "\t\n\r") | {"\x7f"}
+_SQL_REFUSED = frozenset(chr(n) for n in range(32)) | {"\x7f"}
 
 
 def sql_literal(text: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, names
 from migwatch.diagnose.semantics import WorktreeSnapshot
+from migwatch.display import visible
 from migwatch.model import Command, PrismaSetup, SqlStatement, sql_literal
 
 
@@ -44,18 +45,29 @@ def reset_warning(ctx: Ctx, snapshot: WorktreeSnapshot, group: str | None) -> st
     )
 
 
-def delete_history_row(migration: str) -> SqlStatement | None:
-    """`DELETE FROM _prisma_migrations WHERE migration_name = '…';`, or None when no literal can carry the name."""
-    try:
-        literal = sql_literal(migration)
-    except ValueError:
-        return None
-    return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name = {literal};")
+def delete_history_row(migration: str, row_id: str | None) -> SqlStatement | None:
+    """`DELETE FROM _prisma_migrations WHERE migration_name = '…';` (or `WHERE id = '…'`), or None.
+
+    A value the output edge would show escaped (control, format or bidi characters) cannot be put in
+    a printed literal: pasting it would delete nothing, or another row. Then the row's id is used,
+    and when that is not printable either, no statement at all.
+    """
+    for column, value in (("migration_name", migration), ("id", row_id)):
+        if value is None or visible(value, None) != value:
+            continue
+        try:
+            return SqlStatement(f"DELETE FROM _prisma_migrations WHERE {column} = {sql_literal(value)};")
+        except ValueError:
+            continue
+    return None
 
 
 def delete_history_rows(migrations: Sequence[str], condition: str = "") -> SqlStatement | None:
-    """`DELETE FROM _prisma_migrations WHERE migration_name IN ('a', 'b')[ AND …];` (None when a name cannot
-    be an SQL literal). `condition` is fixed SQL of ours (`AND finished_at IS NULL`), never a name."""
+    """`DELETE FROM _prisma_migrations WHERE migration_name IN ('a', 'b')[ AND …];`, or None when a name
+    cannot be printed as it is (see `delete_history_row`). `condition` is fixed SQL of ours
+    (`AND finished_at IS NULL`), never a value."""
+    if not migrations or any(visible(name, None) != name for name in migrations):
+        return None
     try:
         literals = [sql_literal(name) for name in migrations]
     except ValueError:

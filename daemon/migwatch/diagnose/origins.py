@@ -19,7 +19,7 @@ from pathlib import Path
 
 from migwatch.diagnose.context import Ctx
 from migwatch.diagnose.evidence import migrations_rel
-from migwatch.diagnose.fixes import delete_history_rows, git, prisma
+from migwatch.diagnose.fixes import delete_history_row, delete_history_rows, git, prisma
 from migwatch.diagnose.semantics import WorktreeVerdict
 from migwatch.migindex import MigrationChange
 from migwatch.model import Command, HistoryRow, Note, Step
@@ -91,7 +91,9 @@ def replaced_fix(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> tupl
     delete = delete_history_rows(replaced_together(ctx, verdict, where))
     text = "then delete the rows of the migrations it replaced (their SQL already ran): "
     steps.append(
-        Note(text, delete) if delete else Note(text + "pick them by id (their names hold control characters)")
+        Note(text, delete)
+        if delete
+        else Note(text + "(their names cannot be printed as they are: pick them by id)")
     )
     return tuple(steps)
 
@@ -114,13 +116,13 @@ def _removed(verdict: WorktreeVerdict, name: str, where: Whereabouts, row: Histo
     rel = migrations_rel(verdict.snapshot) or "prisma/migrations"
     whose = "this branch or the base branch" if where.kind == "removed_here" else "a branch"
     undo = "" if row is not None and row.rolled_back else "undo its changes in the database by hand, then "
-    delete = delete_history_rows([name])
+    delete = delete_history_row(name, row.id if row is not None else None)
     orphaned = f"its row is orphaned: if its changes are unwanted, {undo}delete the row: "
     restore = git(path, "checkout", f"{where.removal.commit.short}^", "--", f"{rel}/{name}")
     steps: tuple[Step, ...] = (
         Note(orphaned, delete)
         if delete
-        else Note(orphaned + "pick it by id (its name holds control characters)"),
+        else Note(orphaned + "(neither its name nor its id can be printed as is)"),
         Note(
             "if they are still wanted, restore the folder as it was before that commit: " + restore.render()
         ),
@@ -185,10 +187,10 @@ def placement(
         return _removed(verdict, name, where, row)
     when = f" on {applied_at}" if applied_at else ""
     undo = "" if row is not None and row.rolled_back else "undo its changes in the database by hand, then "
-    delete = delete_history_rows([name])
+    delete = delete_history_row(name, row.id if row is not None else None)
     ask = f"ask who applied it{when}; if it was abandoned, {undo}delete its row: "
     steps = (
-        Note(ask, delete) if delete else Note(ask + "pick it by id (its name holds control characters)"),
+        Note(ask, delete) if delete else Note(ask + "(neither its name nor its id can be printed as is)"),
     )
     why = "`prisma migrate resolve --applied` cannot work without the folder"
     if where.kind == "unknown":
