@@ -219,7 +219,7 @@ def test_behind_a_renamed_migration_records_the_new_name(project: Project) -> No
     before = project.findings()
     behind = one(before, "behind_database", BILLING)
     pending = one(before, "pending", renamed)
-    lines = [f"cd {main / 'apps/web'} && npx prisma migrate resolve --applied {renamed}"]
+    lines = [f"cd {main / 'apps/web'} && npx prisma migrate resolve --applied={renamed}"]
     assert executable_lines(behind.fix) == lines and executable_lines(pending.fix) == lines
     assert note_sql(behind.fix) == [f"DELETE FROM _prisma_migrations WHERE migration_name = '{BILLING}';"]
     execute(lines, project.situation().environ, project.root)
@@ -246,7 +246,7 @@ def test_behind_squashed_migrations_in_a_worktree_that_lacks_the_squash(project:
     behind = one([f for f in before if f.worktree == str(old)], "behind_database", BILLING)
     lines = [
         f"git -C {old} merge main",
-        f"cd {old / 'apps/web'} && npx prisma migrate resolve --applied {squashed}",
+        f"cd {old / 'apps/web'} && npx prisma migrate resolve --applied={squashed}",
     ]
     assert executable_lines(behind.fix) == lines
     delete = f"DELETE FROM _prisma_migrations WHERE migration_name IN ('{BILLING}', '{INVOICE}');"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from migwatch.diagnose.context import Ctx
 from migwatch.diagnose.evidence import migrations_rel
-from migwatch.diagnose.fixes import delete_history_row, delete_history_rows, git, prisma
+from migwatch.diagnose.fixes import commit_folder, delete_history_row, delete_history_rows, git, resolve
 from migwatch.diagnose.semantics import WorktreeVerdict
 from migwatch.migindex import MigrationChange
-from migwatch.model import Command, HistoryRow, Note, Step
+from migwatch.model import HistoryRow, Note, Step
 from migwatch.whereabouts import Whereabouts
 
 MAX_REFS_SHOWN = 3
@@ -84,7 +84,7 @@ def replaced_fix(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> tupl
                 Note(f"first bring {', '.join(where.successors)} into this worktree (no branch has it)")
             )
     steps += [
-        prisma(snapshot.setup, "migrate", "resolve", "--applied", successor)
+        resolve(snapshot.setup, "applied", successor)
         for successor in where.successors
         if successor not in applied
     ]
@@ -138,9 +138,9 @@ def _removed(verdict: WorktreeVerdict, name: str, where: Whereabouts, row: Histo
 def _uncommitted(verdict: WorktreeVerdict, name: str, where: Whereabouts) -> Placement:
     assert where.holder is not None
     holder = where.holder.worktree
-    add = git(holder.path, "add", "--", f"{where.holder.migrations_dir}/{name}")
-    commit = ("git", "-C", str(holder.path), "commit", "-m", f"Add migration {name}")
-    steps: tuple[Step, ...] = (Command(add.argv, then=(commit,)),)
+    steps: tuple[Step, ...] = (
+        commit_folder(holder.path, f"{where.holder.migrations_dir}/{name}", f"Add migration {name}"),
+    )
     if holder.branch:
         steps += (git(verdict.snapshot.worktree.path, "merge", holder.branch),)
     else:
