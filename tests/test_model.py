@@ -10,7 +10,21 @@ import pytest
 from migwatch.model import Command, Fix, Note, Origin, SqlStatement, sql_literal
 from tests.support.pg import PgDatabase
 
-HOSTILE = ["it's", "$(touch pwned)", "a b", "`id`", "x;y", "*", "~", "-n", '"q"', "new\nline", ""]
+HOSTILE = [
+    "it's",
+    "$(touch pwned)",
+    "a b",
+    "`id`",
+    "x;y",
+    "*",
+    "~",
+    "-n",
+    '"q"',
+    "new\nline",
+    "esc\x1b[2J",
+    "\u202eevil",
+    "",
+]
 
 
 def test_command_renders_posix_quoted_argv_with_cwd_chain_and_comment() -> None:
@@ -26,12 +40,12 @@ def test_command_renders_posix_quoted_argv_with_cwd_chain_and_comment() -> None:
 
 @pytest.mark.parametrize("word", HOSTILE)
 def test_a_rendered_command_gives_the_shell_exactly_its_argv(tmp_path: Path, word: str) -> None:
-    """Run through a real `sh`: each argument arrives whole and nothing else runs."""
+    """Run through a real `bash`: each argument arrives whole and nothing else runs."""
     folder = tmp_path / f"dir {word}".replace("/", "_").replace("\n", "_")
     folder.mkdir()
     line = Command(("printf", "[%s]\\n", word, "--"), cwd=folder).render()
     done = subprocess.run(
-        ["sh", "-c", line + " && pwd"], capture_output=True, text=True, cwd=tmp_path, check=True
+        ["bash", "-c", line + " && pwd"], capture_output=True, text=True, cwd=tmp_path, check=True
     )
     assert done.stdout == f"[{word}]\n[--]\n{folder}\n"
     assert not (tmp_path / "pwned").exists()

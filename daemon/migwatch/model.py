@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from migwatch import shellquote
 
 
 class Severity(str, enum.Enum):
@@ -182,10 +183,14 @@ class Command:
     comment: str | None = None  # rendered after the command as `  # comment`
 
     def render(self) -> str:
-        """`cd '/a b' && npx prisma migrate deploy  # comment`: safe to paste for any argv."""
-        parts = [shlex.join(self.argv), *(shlex.join(argv) for argv in self.then)]
+        """`cd '/a b' && npx prisma migrate deploy  # comment`: safe to paste for any argv.
+
+        `shellquote` quotes like `shlex`, and writes arguments with invisible characters as `$'…'`,
+        so the printed line is both what it runs and free of raw control characters.
+        """
+        parts = [shellquote.join(self.argv), *(shellquote.join(argv) for argv in self.then)]
         if self.cwd is not None:
-            parts.insert(0, f"cd {shlex.quote(str(self.cwd))}")
+            parts.insert(0, f"cd {shellquote.quote(str(self.cwd))}")
         line = " && ".join(parts)
         return f"{line}  # {self.comment}" if self.comment else line
 
