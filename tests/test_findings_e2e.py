@@ -139,7 +139,7 @@ def test_failed_migration(project: Project) -> None:
     assert finding["worktree"] == str(project.main)
     assert 'Log: syntax error at or near "TABL" | line 2' in finding["message"]
     assert finding["fix"][0] == (
-        f"cd {project.main} && npx prisma migrate resolve --rolled-back {SECOND}  # after undoing its partial changes"
+        f"cd {project.main} && npx prisma migrate resolve --rolled-back={SECOND}  # after undoing its partial changes"
     )
     assert "--applied" in finding["fix"][1]
     assert "P3009" in finding["fix"][-1]

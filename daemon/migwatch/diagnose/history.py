@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 from migwatch.checksum import checksum_matches
 from migwatch.diagnose.context import Ctx, database_id, finding, names, where
 from migwatch.diagnose.evidence import Restore, holders, migrations_rel
-from migwatch.diagnose.fixes import delete_history_row, deploy, git, reset_warning, shell
+from migwatch.diagnose.fixes import commit_folder, delete_history_row, deploy, git, reset_warning, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot, WorktreeVerdict
-from migwatch.model import Command, Finding, Fix, HistoryRow, Note, Step
+from migwatch.model import Finding, Fix, HistoryRow, Note, Step
 
 
 def _applied_row(verdict: WorktreeVerdict, name: str) -> HistoryRow | None:
@@ -97,9 +97,7 @@ def _bring_in(
         holder = others[0]
         holder_path = holder.worktree.path
         folder = (migrations_rel(holder) or rel) + "/" + name
-        add = git(holder_path, "add", folder)
-        commit = ("git", "-C", str(holder_path), "commit", "-m", "Add migration " + name)
-        steps: tuple[Step, ...] = (Command(add.argv, then=(commit,)),)
+        steps: tuple[Step, ...] = (commit_folder(holder_path, folder, "Add migration " + name),)
         if holder.worktree.branch:
             steps += (git(path, "merge", holder.worktree.branch),)
         return steps, f"it is in {names(others)}, not committed yet"
