@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -373,3 +374,21 @@ def test_root_scripts_that_delegate_to_a_workspace_package(tmp_path: Path) -> No
         ("npm run prisma:generate", []),
     ]:
         assert guarded_commands(shlex.split(command), tmp_path, tmp_path) == expected, command
+
+
+def test_workspace_packages_are_reread_when_they_change(tmp_path: Path) -> None:
+    root = {"name": "root", "workspaces": ["packages/*"], "scripts": {"db": "npm run db -w @x/db"}}
+    (tmp_path / "package.json").write_text(json.dumps(root), encoding="utf-8")
+    assert guarded_commands(["npm", "run", "db"], tmp_path, tmp_path) == []
+    package = tmp_path / "packages" / "db"
+    package.mkdir(parents=True)  # a new workspace package appears
+    manifest = package / "package.json"
+    manifest.write_text(
+        json.dumps({"name": "@x/db", "scripts": {"db": "prisma migrate dev"}}), encoding="utf-8"
+    )
+    assert [c.action for c in guarded_commands(["npm", "run", "db"], tmp_path, tmp_path)] == [DEV]
+    manifest.write_text(
+        json.dumps({"name": "@x/db", "scripts": {"db": "prisma migrate reset"}}), encoding="utf-8"
+    )
+    os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns + 1_000_000))
+    assert [c.action for c in guarded_commands(["npm", "run", "db"], tmp_path, tmp_path)] == [RESET]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from migwatch.alerts import AlertState
+from migwatch.scrub import scrub
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def save_state(state_dir: Path, state: AlertState) -> None:
     """Write the state atomically: a temp file in the same dir, fsync, then os.replace."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_path(state_dir)
-    payload = json.dumps(state.to_json(), indent=1, ensure_ascii=False) + "\n"
+    payload = scrub(json.dumps(state.to_json(), indent=1, ensure_ascii=False)) + "\n"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=state_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as tmp:

@@ -104,6 +104,7 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from migwatch.pipeline import CheckOptions, run_status
     from migwatch.report import render_text, to_json
+    from migwatch.scrub import scrub
 
     config = _load(args)
     known = {p.name for p in config.projects}
@@ -119,7 +120,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         import json
 
-        out.write(json.dumps(to_json(report), indent=2) + "\n")
+        out.write(scrub(json.dumps(to_json(report), indent=2)) + "\n")
     else:
         colour = not args.no_color and out.isatty() and "NO_COLOR" not in os.environ
         out.write(render_text(report, colour=colour))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from migwatch.display import COMMAND_LIMIT, FIELD_LIMIT, visible
+from migwatch.scrub import scrub
 
 # platformdirs and logging.handlers are imported where they are used: `configure_stderr` runs for
 # every command, including `migwatch guard`, which must start in tens of milliseconds.
@@ -27,7 +28,7 @@ class _VisibleFormatter(logging.Formatter):
         saved = record.msg, record.args
         record.msg, record.args = visible(record.getMessage(), COMMAND_LIMIT), None
         try:
-            return super().format(record)
+            return scrub(super().format(record))  # the traceback part too
         finally:
             record.msg, record.args = saved
 

@@ -24,7 +24,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -443,7 +443,36 @@ MAX_WORKSPACE_PACKAGES = 500
 
 
 def _workspace_packages(root: Path) -> list[_Package]:
-    """The packages the root's `workspaces` (npm, yarn, bun) or `pnpm-workspace.yaml` globs name."""
+    """The packages the root's `workspaces` (npm, yarn, bun) or `pnpm-workspace.yaml` globs name.
+
+    Cached per root until one of the files and folders it was read from changes (a root's scripts
+    select packages dozens of times; the daemon re-reads after an edit).
+    """
+    cached = _WORKSPACE_CACHE.get(root)
+    if cached is not None and _mtimes(path for path, _ in cached[0]) == cached[0]:
+        return cached[1]
+    patterns = _workspace_patterns(root)
+    found: list[_Package] = []
+    watched = [root / "package.json", root / "pnpm-workspace.yaml"]
+    for pattern in patterns:
+        if pattern.startswith("!") or ".." in Path(pattern).parts or Path(pattern).is_absolute():
+            continue
+        watched.append((root / pattern.rstrip("/")).parent)
+        for folder in sorted(root.glob(pattern.rstrip("/"))):
+            package = read_package(folder) if "node_modules" not in folder.parts else None
+            if package is not None and len(found) < MAX_WORKSPACE_PACKAGES:
+                found.append(package)
+                watched.append(folder / "package.json")
+    if len(_WORKSPACE_CACHE) > 64:
+        _WORKSPACE_CACHE.clear()
+    _WORKSPACE_CACHE[root] = (_mtimes(watched), found)
+    return found
+
+
+_WORKSPACE_CACHE: dict[Path, tuple[tuple[tuple[Path, int], ...], list[_Package]]] = {}
+
+
+def _workspace_patterns(root: Path) -> list[str]:
     manifest = _read_manifest(root / "package.json") or {}
     workspaces = manifest.get("workspaces")
     if isinstance(workspaces, dict):  # yarn 1: {"packages": [...], "nohoist": [...]}
@@ -454,18 +483,18 @@ def _workspace_packages(root: Path) -> list[_Package]:
     except (OSError, UnicodeDecodeError):
         pnpm = ""
     # The `packages:` list of pnpm-workspace.yaml, read line by line (`  - "apps/*"`).
-    patterns += [m.group(1) for m in _PNPM_ENTRY.finditer(pnpm)]
-    found: list[_Package] = []
-    for pattern in patterns:
-        if pattern.startswith("!") or ".." in Path(pattern).parts or Path(pattern).is_absolute():
-            continue
-        for folder in sorted(root.glob(pattern.rstrip("/"))):
-            package = read_package(folder) if "node_modules" not in folder.parts else None
-            if package is not None:
-                found.append(package)
-            if len(found) >= MAX_WORKSPACE_PACKAGES:
-                return found
-    return found
+    return patterns + [m.group(1) for m in _PNPM_ENTRY.finditer(pnpm)]
+
+
+def _mtimes(paths: Iterable[Path]) -> tuple[tuple[Path, int], ...]:
+    """(path, modification time in ns, or -1 if absent) of each path: the cache's validity key."""
+    stamped = []
+    for path in paths:
+        try:
+            stamped.append((path, path.stat().st_mtime_ns))
+        except OSError:
+            stamped.append((path, -1))
+    return tuple(stamped)
 
 
 def _skip_runner_options(args: Sequence[str]) -> list[str]:

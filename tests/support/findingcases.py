@@ -227,7 +227,11 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add("behind-nowhere-failed", project(alone, [row(INIT), row(SECOND, failed=True)]))
     hostile_name = "20251002000000_it's; $(rm -rf ~)"
     add("failed-hostile-name", project([member(MAIN, [INIT])], [row(INIT), row(hostile_name, failed=True)]))
+    bell = "20251002000000_bell\x07\nline"
+    add("failed-control-character-name", project([member(MAIN, [INIT])], [row(INIT), row(bell, failed=True)]))
     add("behind-control-character-name", project(alone, [row(INIT), row("20251002000000_bell\x07")]))
+    bidi = replace(row("20251002000000_\u202egnp.exe"), id="0b6f2c1e-7d4a-4f7e-9a51-3c2d1e0f9a8b")
+    add("behind-bidi-name", project(alone, [row(INIT), bidi]))
     add(
         "not-managed-hostile-name",
         project(

@@ -10,17 +10,54 @@ from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, names
 from migwatch.diagnose.semantics import WorktreeSnapshot
+from migwatch.display import visible
 from migwatch.model import Command, PrismaSetup, SqlStatement, sql_literal
+
+# Characters git reads as pathspec magic (globs, `:(…)` prefixes) in a path after `--`.
+_PATHSPEC_MAGIC = frozenset("*?[\\")
 
 
 def git(worktree: Path, *args: str, comment: str | None = None) -> Command:
-    """`git -C <worktree> <args…>`."""
+    """`git -C <worktree> <args…>`; paths after `--` are taken literally (a folder named `m*` is not a glob)."""
+    if "--" in args:
+        cut = args.index("--") + 1
+        args = (*args[:cut], *(pathspec(path) for path in args[cut:]))
     return Command(("git", "-C", str(worktree), *args), comment=comment)
+
+
+def pathspec(path: str) -> str:
+    """`path` for git after `--`: as is, or `:(literal)path` when git would read part of it as magic."""
+    if path.startswith(":") or any(c in _PATHSPEC_MAGIC for c in path):
+        return f":(literal){path}"
+    return path
+
+
+def operand(path: str) -> str:
+    """A relative path as an operand of ls, cp, mv, rmdir: `./-x`, so that no name becomes an option."""
+    return f"./{path}" if path.startswith("-") else path
+
+
+def commit_folder(worktree: Path, folder: str, message: str) -> Command:
+    """`git -C <wt> add -- <folder> && git -C <wt> commit -m <message>`."""
+    add = git(worktree, "add", "--", folder)
+    return Command(add.argv, then=(("git", "-C", str(worktree), "commit", "-m", message),))
 
 
 def prisma(setup: PrismaSetup, *args: str, comment: str | None = None) -> Command:
     """`cd <package dir> && npx prisma <args…>`: Prisma runs where its package.json is."""
     return Command(("npx", "prisma", *args), cwd=setup.package_dir, comment=comment)
+
+
+def resolve(setup: PrismaSetup, state: str, migration: str, *, comment: str | None = None) -> Command:
+    """`cd <package dir> && npx prisma migrate resolve --<state>=<migration>` (state: applied, rolled-back).
+
+    Always `--flag=value`: Prisma's argument parser (the `arg` package) refuses `--rolled-back -x` as
+    "option requires argument" and reads everything after the first `=` as the value, whatever it holds
+    (measured with the Prisma 6.19 CLI of ../shared/prisma-oracle).
+    """
+    if state not in ("applied", "rolled-back"):
+        raise ValueError(f"prisma migrate resolve has no --{state}")
+    return prisma(setup, "migrate", "resolve", f"--{state}={migration}", comment=comment)
 
 
 def deploy(setup: PrismaSetup) -> Command:
@@ -43,10 +80,18 @@ def reset_warning(ctx: Ctx, snapshot: WorktreeSnapshot, group: str | None) -> st
     )
 
 
-def delete_history_row(migration: str) -> SqlStatement | None:
-    """`DELETE FROM _prisma_migrations WHERE migration_name = '…';`, or None when no literal can carry the name."""
-    try:
-        literal = sql_literal(migration)
-    except ValueError:
-        return None
-    return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name = {literal};")
+def delete_history_row(migration: str, row_id: str | None) -> SqlStatement | None:
+    """`DELETE FROM _prisma_migrations WHERE migration_name = '…';` (or `WHERE id = '…'`), or None.
+
+    A value the output edge would show escaped (control, format or bidi characters) cannot be put in
+    a printed literal: pasting it would delete nothing, or another row. Then the row's id is used,
+    and when that is not printable either, no statement at all.
+    """
+    for column, value in (("migration_name", migration), ("id", row_id)):
+        if value is None or visible(value, None) != value:
+            continue
+        try:
+            return SqlStatement(f"DELETE FROM _prisma_migrations WHERE {column} = {sql_literal(value)};")
+        except ValueError:
+            continue
+    return None

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 from migwatch.checksum import checksum_matches
 from migwatch.diagnose.context import Ctx, database_id, finding, names, where
 from migwatch.diagnose.evidence import Restore, holders, migrations_rel
-from migwatch.diagnose.fixes import delete_history_row, deploy, git, reset_warning, shell
+from migwatch.diagnose.fixes import commit_folder, delete_history_row, deploy, git, reset_warning, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot, WorktreeVerdict
-from migwatch.model import Command, Finding, Fix, HistoryRow, Note, Step
+from migwatch.model import Finding, Fix, HistoryRow, Note, Step
 
 
 def _applied_row(verdict: WorktreeVerdict, name: str) -> HistoryRow | None:
@@ -97,9 +97,7 @@ def _bring_in(
         holder = others[0]
         holder_path = holder.worktree.path
         folder = (migrations_rel(holder) or rel) + "/" + name
-        add = git(holder_path, "add", folder)
-        commit = ("git", "-C", str(holder_path), "commit", "-m", "Add migration " + name)
-        steps: tuple[Step, ...] = (Command(add.argv, then=(commit,)),)
+        steps: tuple[Step, ...] = (commit_folder(holder_path, folder, "Add migration " + name),)
         if holder.worktree.branch:
             steps += (git(path, "merge", holder.worktree.branch),)
         return steps, f"it is in {names(others)}, not committed yet"
@@ -117,9 +115,9 @@ def _bring_in(
         )
     when = f" on {applied_at}" if applied_at else ""
     undo = "" if row is not None and row.rolled_back else "undo its changes in the database by hand, then "
-    delete = delete_history_row(name)
+    delete = delete_history_row(name, row.id if row is not None else None)
     how = (
-        "delete its row: " if delete else "delete its row (its name holds control characters: pick it by id)"
+        "delete its row: " if delete else "delete its row (neither its name nor its id can be printed as is)"
     )
     return (Note(f"# ask who applied it{when}; if it was abandoned, {undo}{how}", delete),), (
         f"no worktree, branch or commit has it: it was applied{when} from work that is gone "

@@ -13,6 +13,7 @@ from typing import Any
 
 from migwatch.alerts import Alert
 from migwatch.notify.base import NotifierError, register
+from migwatch.scrub import scrub
 
 DEFAULT_COMMAND_TIMEOUT = 10.0
 
@@ -38,7 +39,7 @@ class CommandNotifier:
 
     def send(self, alert: Alert) -> None:
         """Run the command with the alert's JSON on stdin; raise NotifierError when it does not succeed."""
-        payload = json.dumps(alert_document(alert), ensure_ascii=False, default=str).encode("utf-8")
+        payload = scrub(json.dumps(alert_document(alert), ensure_ascii=False, default=str)).encode("utf-8")
         program = self.argv[0]
         try:
             # Own session, so a timeout can kill the whole process group (a shell script's children too).

@@ -139,7 +139,7 @@ def test_failed_migration(project: Project) -> None:
     assert finding["worktree"] == str(project.main)
     assert 'Log: syntax error at or near "TABL" | line 2' in finding["message"]
     assert finding["fix"][0] == (
-        f"cd {project.main} && npx prisma migrate resolve --rolled-back {SECOND}  # after undoing its partial changes"
+        f"cd {project.main} && npx prisma migrate resolve --rolled-back={SECOND}  # after undoing its partial changes"
     )
     assert "--applied" in finding["fix"][1]
     assert "P3009" in finding["fix"][-1]
@@ -407,3 +407,26 @@ def test_stale_client_new_generator(project: Project) -> None:
     class_ts.write_text('const config = {\n  "inlineSchema": ' + json.dumps(old) + ',\n  "x": 1\n}\n')
     _, doc = project.status()
     assert _only(doc, "stale_client")["details"]["differs_in"] == ["Old"]
+
+
+def test_a_repo_git_cannot_list_is_one_discovery_warning(tmp_path: Path, git_env: dict[str, str]) -> None:
+    """The whole project cannot be checked: a warning (as every `discovery` problem), never an error."""
+    folder = tmp_path / "not a repo"
+    folder.mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"projects:\n  - name: gone\n    repo: {json.dumps(str(folder))}\n", encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+
+    code = main(["--config", str(config), "status", "--json"], out=out, err=err)
+
+    (finding,) = json.loads(out.getvalue())["findings"]
+    assert (code, err.getvalue()) == (1, "")
+    assert (finding["code"], finding["severity"], finding["fix"]) == (
+        "discovery",
+        "warning",
+        [f"git -C '{folder}' worktree list", "why: migwatch finds the worktrees with git"],
+    )
+    assert finding["message"] == (
+        f"project gone: git worktree list failed in {folder}: "
+        "fatal: not a git repository (or any of the parent directories): .git"
+    )
