@@ -281,8 +281,10 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add("behind-nowhere-failed", project(alone, [row(INIT), row(SECOND, failed=True)]), gone)
     hostile_name = "20251002000000_it's; $(rm -rf ~)"
     add("failed-hostile-name", project([member(MAIN, [INIT])], [row(INIT), row(hostile_name, failed=True)]))
-    bell = "20251002000000_bell\x07"
-    add("behind-control-character-name", project(alone, [row(INIT), row(bell)]), _where(MAIN, bell, "gone"))
+    bell = "20251002000000_bell\x07\nline"
+    add("failed-control-character-name", project([member(MAIN, [INIT])], [row(INIT), row(bell, failed=True)]))
+    ring = "20251002000000_bell\x07"
+    add("behind-control-character-name", project(alone, [row(INIT), row(ring)]), _where(MAIN, ring, "gone"))
     bidi = replace(row("20251002000000_\u202egnp.exe"), id="0b6f2c1e-7d4a-4f7e-9a51-3c2d1e0f9a8b")
     add("behind-bidi-name", project(alone, [row(INIT), bidi]), _where(MAIN, bidi.migration_name, "gone"))
     add(
