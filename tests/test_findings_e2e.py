@@ -139,7 +139,7 @@ def test_failed_migration(project: Project) -> None:
     assert finding["worktree"] == str(project.main)
     assert 'Log: syntax error at or near "TABL" | line 2' in finding["message"]
     assert finding["fix"][0] == (
-        f"cd {project.main} && npx prisma migrate resolve --rolled-back {SECOND}  # after undoing its partial changes"
+        f"cd {project.main} && npx prisma migrate resolve --rolled-back={SECOND}  # after undoing its partial changes"
     )
     assert "--applied" in finding["fix"][1]
     assert "P3009" in finding["fix"][-1]
@@ -228,8 +228,8 @@ def test_behind_from_abandoned_experiment(project: Project) -> None:
     _, doc = project.status()
     behind = [f for f in doc["findings"] if f["code"] == "behind_database"]
     assert {f["worktree"] for f in behind} == {str(project.main), str(project.other)}
-    assert all("no worktree, branch or commit has it" in f["message"] for f in behind)
-    assert all(f["fix"][0].startswith("# ask who applied it") for f in behind)
+    assert all("no worktree, branch, tag or commit has it" in f["message"] for f in behind)
+    assert all(f["fix"][0].startswith("ask who applied it") for f in behind)
     assert not any("resolve --applied" in line for f in behind for line in f["fix"][:-1])
 
 

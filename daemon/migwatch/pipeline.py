@@ -19,9 +19,11 @@ from migwatch.checksum import checksum_matches, checksum_variants
 from migwatch.config import Config, ProjectConfig
 from migwatch.conflictsql import gather_conflict_sql
 from migwatch.discovery import discover_worktree, is_ignored, schema_files
+from migwatch.gitindex import SHARED_CACHE, GitIndexCache
 from migwatch.history import read_history
+from migwatch.locating import shared_elsewhere, whereabouts_of
 from migwatch.migrations import ChecksumCache, conflict_lines, read_folder
-from migwatch.model import DatabaseRef, Finding, GitOrigin, History, Worktree
+from migwatch.model import DatabaseRef, Finding, History, Worktree
 from migwatch.report import DatabaseSummary, ProjectReport, StatusReport, WorktreeSummary
 
 log = logging.getLogger(__name__)
@@ -176,24 +178,15 @@ def snapshot_project(
 
 
 def gather_evidence(
-    project: diagnose.ProjectSnapshot, request: diagnose.EvidenceRequest, env: Mapping[str, str]
+    project: diagnose.ProjectSnapshot,
+    verdicts: Sequence[diagnose.WorktreeVerdict],
+    env: Mapping[str, str],
+    index_cache: GitIndexCache | None = None,
 ) -> diagnose.Evidence:
     """Ask git exactly what the findings need (nothing when all is well)."""
+    request = diagnose.evidence_needed(project, verdicts)
+    cache = index_cache if index_cache is not None else SHARED_CACHE
     by_path = {s.worktree.path: s for s in project.worktrees}
-    committed: dict[Path, frozenset[str]] = {}
-    for path in request.committed:
-        snapshot = by_path[path]
-        rel = _rel(snapshot.setup.migrations_dir, path)
-        names = gitio.names_at(path, "HEAD", rel, env=env) if rel else None
-        committed[path] = names or frozenset()
-    origins: dict[str, GitOrigin | None] = {}
-    for name, rel in request.origins:
-        try:
-            origin = gitio.find_origin(project.repo, f"{rel}/{name}" if rel else name, env=env)
-        except gitio.GitError as exc:
-            log.debug("cannot search git for %s: %s", name, exc)
-            origin = None
-        origins[name] = origin
     restores: dict[tuple[Path, str], diagnose.Restore] = {}
     for path, name, stored in request.restores:
         snapshot = by_path[path]
@@ -216,8 +209,8 @@ def gather_evidence(
             pass
     conflict = gather_conflict_sql(project, request, env)
     return diagnose.Evidence(
-        committed=committed,
-        origins=origins,
+        whereabouts=whereabouts_of(project, verdicts, env, cache),
+        shared=shared_elsewhere(project, verdicts, env, cache),
         restores=restores,
         tracked_sql=tracked,
         empty_folders=frozenset(empty),
@@ -253,11 +246,17 @@ def _restore(worktree: Path, rel: str, stored: str, env: Mapping[str, str]) -> d
 
 
 def diagnose_project(
-    snapshot: diagnose.ProjectSnapshot, env: Mapping[str, str], now: datetime
+    snapshot: diagnose.ProjectSnapshot,
+    env: Mapping[str, str],
+    now: datetime,
+    index_cache: GitIndexCache | None = None,
 ) -> tuple[list[diagnose.WorktreeVerdict], list[Finding]]:
-    """Analyse, gather evidence for what was found, and produce findings."""
+    """Analyse, gather evidence for what was found, and produce findings.
+
+    `index_cache`: the git history index cache (default: the process's; the daemon keeps one alive).
+    """
     verdicts = diagnose.analyse(snapshot)
-    evidence = gather_evidence(snapshot, diagnose.evidence_needed(snapshot, verdicts), env)
+    evidence = gather_evidence(snapshot, verdicts, env, index_cache)
     return verdicts, diagnose.findings(snapshot, verdicts, evidence, now)
 
 

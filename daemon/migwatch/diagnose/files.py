@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, database_id, finding
-from migwatch.diagnose.fixes import git, shell
+from migwatch.diagnose.fixes import git, operand, shell
 from migwatch.diagnose.semantics import SUPPORTED_PROVIDERS, WorktreeVerdict, lock_mismatch
 from migwatch.model import Finding, Fix, Note, PrismaSetup
 
@@ -76,7 +76,7 @@ def marker_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
     for file, lines, migration in files:
         shown = ", ".join(str(n) for n in lines[:10])
         plural = "s" if len(lines) > 1 else ""
-        add = git(path, "add", str(file)).render()
+        add = git(path, "add", "--", str(file)).render()
         out.append(
             finding(
                 ctx,
@@ -159,7 +159,11 @@ def missing_sql_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
                 message=f"{setup.worktree.label}: {error}",
                 fix=Fix(
                     steps=(
-                        shell("ls", "-l", str(setup.migrations_dir / name if setup.migrations_dir else name)),
+                        shell(
+                            "ls",
+                            "-l",
+                            str(setup.migrations_dir / name) if setup.migrations_dir else operand(name),
+                        ),
                     ),
                     why="Prisma cannot read this migration either",
                 ),

@@ -6,6 +6,7 @@ value goes through `sql_literal`. A finding module says *what* to run; this modu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, names
@@ -13,15 +14,51 @@ from migwatch.diagnose.semantics import WorktreeSnapshot
 from migwatch.display import visible
 from migwatch.model import Command, PrismaSetup, SqlStatement, sql_literal
 
+# Characters git reads as pathspec magic (globs, `:(…)` prefixes) in a path after `--`.
+_PATHSPEC_MAGIC = frozenset("*?[\\")
+
 
 def git(worktree: Path, *args: str, comment: str | None = None) -> Command:
-    """`git -C <worktree> <args…>`."""
+    """`git -C <worktree> <args…>`; paths after `--` are taken literally (a folder named `m*` is not a glob)."""
+    if "--" in args:
+        cut = args.index("--") + 1
+        args = (*args[:cut], *(pathspec(path) for path in args[cut:]))
     return Command(("git", "-C", str(worktree), *args), comment=comment)
+
+
+def pathspec(path: str) -> str:
+    """`path` for git after `--`: as is, or `:(literal)path` when git would read part of it as magic."""
+    if path.startswith(":") or any(c in _PATHSPEC_MAGIC for c in path):
+        return f":(literal){path}"
+    return path
+
+
+def operand(path: str) -> str:
+    """A relative path as an operand of ls, cp, mv, rmdir: `./-x`, so that no name becomes an option."""
+    return f"./{path}" if path.startswith("-") else path
+
+
+def commit_folder(worktree: Path, folder: str, message: str) -> Command:
+    """`git -C <wt> add -- <folder> && git -C <wt> commit -m <message>`."""
+    add = git(worktree, "add", "--", folder)
+    return Command(add.argv, then=(("git", "-C", str(worktree), "commit", "-m", message),))
 
 
 def prisma(setup: PrismaSetup, *args: str, comment: str | None = None) -> Command:
     """`cd <package dir> && npx prisma <args…>`: Prisma runs where its package.json is."""
     return Command(("npx", "prisma", *args), cwd=setup.package_dir, comment=comment)
+
+
+def resolve(setup: PrismaSetup, state: str, migration: str, *, comment: str | None = None) -> Command:
+    """`cd <package dir> && npx prisma migrate resolve --<state>=<migration>` (state: applied, rolled-back).
+
+    Always `--flag=value`: Prisma's argument parser (the `arg` package) refuses `--rolled-back -x` as
+    "option requires argument" and reads everything after the first `=` as the value, whatever it holds
+    (measured with the Prisma 6.19 CLI of ../shared/prisma-oracle).
+    """
+    if state not in ("applied", "rolled-back"):
+        raise ValueError(f"prisma migrate resolve has no --{state}")
+    return prisma(setup, "migrate", "resolve", f"--{state}={migration}", comment=comment)
 
 
 def deploy(setup: PrismaSetup) -> Command:
@@ -59,3 +96,17 @@ def delete_history_row(migration: str, row_id: str | None) -> SqlStatement | Non
         except ValueError:
             continue
     return None
+
+
+def delete_history_rows(migrations: Sequence[str], condition: str = "") -> SqlStatement | None:
+    """`DELETE FROM _prisma_migrations WHERE migration_name IN ('a', 'b')[ AND …];`, or None when a name
+    cannot be printed as it is (see `delete_history_row`). `condition` is fixed SQL of ours
+    (`AND finished_at IS NULL`), never a value."""
+    if not migrations or any(visible(name, None) != name for name in migrations):
+        return None
+    try:
+        literals = [sql_literal(name) for name in migrations]
+    except ValueError:
+        return None
+    match = f"= {literals[0]}" if len(literals) == 1 else f"IN ({', '.join(literals)})"
+    return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name {match}{condition};")
