@@ -295,6 +295,7 @@ def project_report(
     for verdict in verdicts:
         setup = verdict.snapshot.setup
         wt = setup.worktree
+        state = diagnose.worktree_state(verdict)
         worktrees.append(
             WorktreeSummary(
                 path=wt.path,
@@ -306,9 +307,10 @@ def project_report(
                 or (str(setup.migrations_dir) if setup.migrations_dir else None),
                 database=setup.database.id if setup.database else None,
                 prisma_version=".".join(str(n) for n in setup.prisma_version),
-                local=len(verdict.snapshot.folder.migrations) if verdict.snapshot.folder else 0,
-                applied_here=verdict.applied_here,
-                state=diagnose.worktree_state(verdict),
+                local=len(verdict.snapshot.folder.migrations) if verdict.snapshot.folder else None,
+                applied_here=None if state == "unknown" else verdict.applied_here,
+                state=state,
+                database_from=setup.url_from,
             )
         )
     return ProjectReport(

@@ -202,7 +202,33 @@ def _cases() -> dict[str, tuple[ProjectSnapshot, Evidence]]:
                     MAIN, [INIT], notes=("computed schema path in prisma.config.ts; assumed the default",)
                 ),
                 member(EPIC3, [INIT], problem="no Prisma schema found (looked in prisma/schema.prisma)"),
-                member(EPIC5, [INIT], problem="DATABASE_URL is not set (looked in .env)"),
+                member(
+                    EPIC5,
+                    [INIT],
+                    problem=(
+                        "DATABASE_URL is not set (looked in: the environment, /home/dev/Americano-epic5/.env; "
+                        'url = env("DATABASE_URL") of schema.prisma reads it)'
+                    ),
+                    missing_variables=("DATABASE_URL",),
+                ),
+            ],
+            [row(INIT)],
+        ),
+    )
+    add(
+        "discovery-bad-url",
+        project(
+            [
+                member(
+                    EPIC5,
+                    [INIT],
+                    problem=(
+                        "malformed PostgreSQL URL 'postgresql://dev:***@localhost/db': the port is not a number "
+                        'from 1 to 65535 (from url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from '
+                        "/home/dev/Americano-epic5/.env)"
+                    ),
+                    url_from='url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from /home/dev/Americano-epic5/.env',
+                ),
             ],
             [row(INIT)],
         ),
