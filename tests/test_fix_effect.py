@@ -303,7 +303,9 @@ def test_long_history_with_hundreds_of_branches(tmp_path: Path, prisma_cli: None
 # ----------------------------------------------------------------------------- project's own commands
 
 
-def test_monorepo_env_wrapper_uses_the_projects_script(tmp_path: Path, prisma_cli: None) -> None:
+def test_monorepo_env_wrapper_uses_the_projects_script(
+    tmp_path: Path, prisma_cli: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """documenso: the URL lives in the root `.env`, loaded by `npm run with:env -- npm run
     prisma:migrate-deploy -w @documenso/prisma`; `npx prisma migrate deploy` in the package fails (P1012)."""
     project = Project(tmp_path, name="documenso")
@@ -331,6 +333,8 @@ def test_monorepo_env_wrapper_uses_the_projects_script(tmp_path: Path, prisma_cl
     pending = one(before, "pending", INIT)
     assert executable_lines(pending.fix) == [f"cd {main} && npm run prisma:migrate-deploy"]
     apply_fix(situation, pending, before)
+    # The oracle passes the URL itself, but Prisma validates the schema's env() first.
+    monkeypatch.setenv("NEXT_PRIVATE_DATABASE_URL", project.url)
     assert_prisma_clean(situation, [main])
 
 

@@ -25,6 +25,8 @@ from migwatch.locating import shared_elsewhere, whereabouts_of
 from migwatch.migrations import ChecksumCache, conflict_lines, read_folder
 from migwatch.model import DatabaseRef, Finding, History, Worktree
 from migwatch.report import DatabaseSummary, ProjectReport, StatusReport, WorktreeSummary
+from migwatch.runner import PrismaRunner
+from migwatch.scripts import package_manager, prisma_scripts
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,14 @@ def snapshot_worktree(
         schema_markers=tuple(markers),
         schema_text="\n".join(text for _, text in texts),
         client_schema=generated_client_schema(setup.package_dir, worktree.path, texts),
+        runner=project_runner(worktree.path, setup.package_dir),
     )
+
+
+def project_runner(worktree: Path, package_dir: Path) -> PrismaRunner:
+    """How fixes run Prisma here: the package.json scripts that run it and the package manager."""
+    manager, _ = package_manager(worktree, package_dir)
+    return PrismaRunner(package_dir, manager, tuple(prisma_scripts(worktree, package_dir)))
 
 
 _GENERATOR = re.compile(r"^\s*generator\s+\w+\s*\{(?P<body>.*?)^\s*\}", re.S | re.M)

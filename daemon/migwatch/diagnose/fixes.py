@@ -12,7 +12,8 @@ from pathlib import Path
 from migwatch.diagnose.context import Ctx, names
 from migwatch.diagnose.semantics import WorktreeSnapshot
 from migwatch.display import visible
-from migwatch.model import Command, PrismaSetup, SqlStatement, sql_literal
+from migwatch.model import Command, SqlStatement, sql_literal
+from migwatch.runner import PrismaRunner
 
 # Characters git reads as pathspec magic (globs, `:(…)` prefixes) in a path after `--`.
 _PATHSPEC_MAGIC = frozenset("*?[\\")
@@ -44,12 +45,14 @@ def commit_folder(worktree: Path, folder: str, message: str) -> Command:
     return Command(add.argv, then=(("git", "-C", str(worktree), "commit", "-m", message),))
 
 
-def prisma(setup: PrismaSetup, *args: str, comment: str | None = None) -> Command:
-    """`cd <package dir> && npx prisma <args…>`: Prisma runs where its package.json is."""
-    return Command(("npx", "prisma", *args), cwd=setup.package_dir, comment=comment)
+def prisma(snapshot: WorktreeSnapshot, *args: str, comment: str | None = None) -> Command:
+    """`prisma <args…>` run as this project runs it (`migwatch.runner`): its package.json script, else
+    `cd <package dir> && npx prisma <args…>` (Prisma runs where its package.json is)."""
+    runner = snapshot.runner or PrismaRunner(snapshot.setup.package_dir)
+    return runner.command(*args, comment=comment)
 
 
-def resolve(setup: PrismaSetup, state: str, migration: str, *, comment: str | None = None) -> Command:
+def resolve(snapshot: WorktreeSnapshot, state: str, migration: str, *, comment: str | None = None) -> Command:
     """`cd <package dir> && npx prisma migrate resolve --<state>=<migration>` (state: applied, rolled-back).
 
     Always `--flag=value`: Prisma's argument parser (the `arg` package) refuses `--rolled-back -x` as
@@ -58,12 +61,12 @@ def resolve(setup: PrismaSetup, state: str, migration: str, *, comment: str | No
     """
     if state not in ("applied", "rolled-back"):
         raise ValueError(f"prisma migrate resolve has no --{state}")
-    return prisma(setup, "migrate", "resolve", f"--{state}={migration}", comment=comment)
+    return prisma(snapshot, "migrate", "resolve", f"--{state}={migration}", comment=comment)
 
 
-def deploy(setup: PrismaSetup) -> Command:
-    """`cd <package dir> && npx prisma migrate deploy`."""
-    return prisma(setup, "migrate", "deploy")
+def deploy(snapshot: WorktreeSnapshot) -> Command:
+    """`prisma migrate deploy`, as this project runs it."""
+    return prisma(snapshot, "migrate", "deploy")
 
 
 def shell(*argv: str, comment: str | None = None) -> Command:

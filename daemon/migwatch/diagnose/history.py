@@ -99,7 +99,7 @@ def _pending(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
             ),
             replaces=replaced_together(ctx, verdict, replaced),
         )
-    steps: tuple[Step, ...] = (deploy(snapshot.setup),)
+    steps: tuple[Step, ...] = (deploy(snapshot),)
     if verdict.behind:
         steps += (
             Note(

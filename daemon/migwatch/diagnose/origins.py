@@ -84,9 +84,7 @@ def replaced_fix(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> tupl
                 Note(f"first bring {', '.join(where.successors)} into this worktree (no branch has it)")
             )
     steps += [
-        resolve(snapshot.setup, "applied", successor)
-        for successor in where.successors
-        if successor not in applied
+        resolve(snapshot, "applied", successor) for successor in where.successors if successor not in applied
     ]
     delete = delete_history_rows(replaced_together(ctx, verdict, where))
     text = "then delete the rows of the migrations it replaced (their SQL already ran): "
