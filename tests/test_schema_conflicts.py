@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_findings import INIT, INIT_SQL, Project, _with_base
+from tests.test_findings_e2e import INIT, INIT_SQL, Project, _with_base
 
 MAIN_MIGRATION = "20250105000000_add_password"
 BRANCH_MIGRATION = "20250106000000_auth"

@@ -24,6 +24,7 @@ Mirrors are read from /work/.mirror/<owner>+<name>/repo (the `fetch` tool) or --
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -118,7 +119,8 @@ class Situation:
 
 @dataclass
 class Tally:
-    judged: int = 0
+    judged: list[tuple[Situation, bool]] = field(default_factory=list)  # (situation, real conflict)
+    count: int = 0
     real: int = 0
     found: int = 0
     wrong: list[str] = field(default_factory=list)
@@ -322,7 +324,8 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
             continue
         real, _ = verdict
         says = flagged(situation, parsed)
-        tally.judged += 1
+        tally.count += 1
+        tally.judged.append((situation, real))
         tally.real += real
         tally.found += real and says
         if says and not real:
@@ -331,7 +334,7 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
             tally.missed.append(situation.label)
     for kind, t in tallies.items():
         print(
-            f"- {kind}: {t.judged} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+            f"- {kind}: {t.count} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
         )
         for label in t.missed:
             print(f"    missed: {label}")
@@ -340,11 +343,32 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
     return tallies
 
 
+def export(root: Path, project: Project, judged: Sequence[tuple[Situation, bool]]) -> None:
+    """The 2 real conflicts and the clean situation with the least SQL, as fixture folders."""
+    small = sorted(judged, key=lambda s: sum(len(t) for _, t in (*s[0].state, *s[0].x, *s[0].y)))
+    chosen = [s for s in small if s[1]][:2] + [s for s in small if not s[1]][:1]
+    for situation, real in chosen:
+        x, y = situation.x[0][0], situation.y[0][0]
+        folder = root / project.provider / project.repo.replace("/", "+") / f"{x[:14]}-{y[:14]}"
+        for part, migrations in (("state", situation.state), ("x", situation.x), ("y", situation.y)):
+            for name, text in migrations:
+                (folder / part / name).mkdir(parents=True, exist_ok=True)
+                (folder / part / name / "migration.sql").write_text(text)
+        meta = {
+            "project": f"https://github.com/{project.repo}",
+            "situation": situation.label,
+            "kind": situation.kind,
+            "conflict": real,
+        }
+        (folder / "case.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--project", action="append", default=[], help="owner/name (repeatable; default all)")
     parser.add_argument("--no-neighbours", action="store_true")
+    parser.add_argument("--export", type=Path, help="write a few judged situations there as test fixtures")
     args = parser.parse_args(argv)
     chosen = [p for p in PROJECTS if not args.project or p.repo in args.project]
     server = PgServer.start_new() if any(p.provider == "postgresql" for p in chosen) else None
@@ -358,7 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             for kind, t in measure(project, Mirror(gitdir), server, not args.no_neighbours).items():
                 total = totals.setdefault(kind, Tally())
-                total.judged += t.judged
+                total.count += t.count
+                if args.export:
+                    export(args.export, project, t.judged)
                 total.real += t.real
                 total.found += t.found
                 total.wrong += t.wrong
@@ -370,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n## all projects")
     for kind, t in totals.items():
         print(
-            f"- {kind}: {t.judged} judged: real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+            f"- {kind}: {t.count} judged: real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
         )
     print(f"({time.monotonic() - started:.0f} s)")
     return 0
