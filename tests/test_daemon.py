@@ -204,7 +204,7 @@ def test_behind_and_checksum_alerts_reach_the_desktop_and_survive_a_restart(
     body = epic3["body"].splitlines()
     assert body[:2] == [f"Migration: {SEED_BEHAVIORAL}", f"From: {EPIC5_BRANCH} (Americano-epic5)"]
     assert body[2] == (
-        f"git -C {repo.epic5} add apps/web/prisma/migrations/{SEED_BEHAVIORAL} && "
+        f"git -C {repo.epic5} add -- apps/web/prisma/migrations/{SEED_BEHAVIORAL} && "
         f"git -C {repo.epic5} commit -m 'Add migration {SEED_BEHAVIORAL}'"
     )
     assert summaries(seen) == ["Americano: behind the database", "Americano-epic3: behind the database"]

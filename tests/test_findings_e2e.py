@@ -228,8 +228,8 @@ def test_behind_from_abandoned_experiment(project: Project) -> None:
     _, doc = project.status()
     behind = [f for f in doc["findings"] if f["code"] == "behind_database"]
     assert {f["worktree"] for f in behind} == {str(project.main), str(project.other)}
-    assert all("no worktree, branch or commit has it" in f["message"] for f in behind)
-    assert all(f["fix"][0].startswith("# ask who applied it") for f in behind)
+    assert all("no worktree, branch, tag or commit has it" in f["message"] for f in behind)
+    assert all(f["fix"][0].startswith("ask who applied it") for f in behind)
     assert not any("resolve --applied" in line for f in behind for line in f["fix"][:-1])
 
 

@@ -149,16 +149,6 @@ class PrismaSetup:
     missing_variables: tuple[str, ...] = ()  # variables the URL needs that are not set anywhere tried
 
 
-@dataclass(frozen=True)
-class GitOrigin:
-    """Where git has a migration folder that no worktree has: its newest commit and the branches with it."""
-
-    commit: str
-    subject: str
-    date: str
-    branches: tuple[str, ...]
-
-
 def sql_literal(text: str) -> str:
     """`'it''s'`: a standard SQL string literal (quotes doubled); ValueError for characters it cannot show.
 

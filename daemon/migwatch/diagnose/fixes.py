@@ -6,12 +6,14 @@ value goes through `sql_literal`. A finding module says *what* to run; this modu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, names
 from migwatch.diagnose.semantics import WorktreeSnapshot
 from migwatch.display import visible
-from migwatch.model import Command, PrismaSetup, SqlStatement, sql_literal
+from migwatch.model import Command, SqlStatement, sql_literal
+from migwatch.runner import PrismaRunner
 
 # Characters git reads as pathspec magic (globs, `:(…)` prefixes) in a path after `--`.
 _PATHSPEC_MAGIC = frozenset("*?[\\")
@@ -43,12 +45,14 @@ def commit_folder(worktree: Path, folder: str, message: str) -> Command:
     return Command(add.argv, then=(("git", "-C", str(worktree), "commit", "-m", message),))
 
 
-def prisma(setup: PrismaSetup, *args: str, comment: str | None = None) -> Command:
-    """`cd <package dir> && npx prisma <args…>`: Prisma runs where its package.json is."""
-    return Command(("npx", "prisma", *args), cwd=setup.package_dir, comment=comment)
+def prisma(snapshot: WorktreeSnapshot, *args: str, comment: str | None = None) -> Command:
+    """`prisma <args…>` run as this project runs it (`migwatch.runner`): its package.json script, else
+    `cd <package dir> && npx prisma <args…>` (Prisma runs where its package.json is)."""
+    runner = snapshot.runner or PrismaRunner(snapshot.setup.package_dir)
+    return runner.command(*args, comment=comment)
 
 
-def resolve(setup: PrismaSetup, state: str, migration: str, *, comment: str | None = None) -> Command:
+def resolve(snapshot: WorktreeSnapshot, state: str, migration: str, *, comment: str | None = None) -> Command:
     """`cd <package dir> && npx prisma migrate resolve --<state>=<migration>` (state: applied, rolled-back).
 
     Always `--flag=value`: Prisma's argument parser (the `arg` package) refuses `--rolled-back -x` as
@@ -57,12 +61,12 @@ def resolve(setup: PrismaSetup, state: str, migration: str, *, comment: str | No
     """
     if state not in ("applied", "rolled-back"):
         raise ValueError(f"prisma migrate resolve has no --{state}")
-    return prisma(setup, "migrate", "resolve", f"--{state}={migration}", comment=comment)
+    return prisma(snapshot, "migrate", "resolve", f"--{state}={migration}", comment=comment)
 
 
-def deploy(setup: PrismaSetup) -> Command:
-    """`cd <package dir> && npx prisma migrate deploy`."""
-    return prisma(setup, "migrate", "deploy")
+def deploy(snapshot: WorktreeSnapshot) -> Command:
+    """`prisma migrate deploy`, as this project runs it."""
+    return prisma(snapshot, "migrate", "deploy")
 
 
 def shell(*argv: str, comment: str | None = None) -> Command:
@@ -95,3 +99,17 @@ def delete_history_row(migration: str, row_id: str | None) -> SqlStatement | Non
         except ValueError:
             continue
     return None
+
+
+def delete_history_rows(migrations: Sequence[str], condition: str = "") -> SqlStatement | None:
+    """`DELETE FROM _prisma_migrations WHERE migration_name IN ('a', 'b')[ AND …];`, or None when a name
+    cannot be printed as it is (see `delete_history_row`). `condition` is fixed SQL of ours
+    (`AND finished_at IS NULL`), never a value."""
+    if not migrations or any(visible(name, None) != name for name in migrations):
+        return None
+    try:
+        literals = [sql_literal(name) for name in migrations]
+    except ValueError:
+        return None
+    match = f"= {literals[0]}" if len(literals) == 1 else f"IN ({', '.join(literals)})"
+    return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name {match}{condition};")

@@ -4,9 +4,11 @@ project whose main worktree is behind its SQLite database by migrations that liv
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -134,9 +136,6 @@ def generate(
 
 def _write_history(database: Path, applied: list[tuple[str, str]]) -> None:
     """Rows exactly as Prisma's SQLite connector writes them, and the tables they create."""
-    import hashlib
-    import uuid
-
     conn = sqlite3.connect(database)
     try:
         conn.execute(
