@@ -28,6 +28,7 @@ from watchdog.observers import Observer
 
 from migwatch import alerts
 from migwatch import git as gitio
+from migwatch.catalogue import kind_of
 from migwatch.config import Config
 from migwatch.diagnose import ProjectSnapshot, group_of, unlisted_project
 from migwatch.ledger import COPY_FILE, STATE_FILE, AlertLedger
@@ -481,7 +482,7 @@ def _vanished_finding(project: str, group: str, view: DatabaseView, state: _Proj
     users = sorted(Path(w).name for w, g in state.worktree_groups.items() if g == group)
     return Finding(
         code=VANISHED_CODE,
-        severity=Severity.ERROR,
+        severity=kind_of(VANISHED_CODE).severity,
         project=project,
         database=db,
         worktree=None,
