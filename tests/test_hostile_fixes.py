@@ -156,6 +156,9 @@ def _run_one(sandbox: Sandbox, case: str, finding: Finding, command: Command, pa
         return [f"{where}: shown as {shown!r}, which is not the command"]
     if command.cwd is not None:
         _make_folder(command.cwd)
+    for argv in (command.argv, *command.then):
+        if argv[0] not in BUILTINS:
+            sandbox.provide(argv[0])
     run = sandbox.run(shown)
     FIGURES["shell lines executed"] += 1
     FIGURES["markers"] += run.marker
