@@ -12,9 +12,9 @@ different migrations. Pure.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, database_id, finding
@@ -25,11 +25,18 @@ from migwatch.model import Finding, Fix, LocalMigration, Step
 from migwatch.sqlschema import MigrationChanges, parse_migration
 from migwatch.sqlschema.conflicts import Clash, clashes, deploy_outcome, describe
 
+_PARSED: dict[tuple[str, str], MigrationChanges | None] = {}
+PARSED_KEPT = 4096
 
-@lru_cache(maxsize=4096)
+
 def _parsed(text: str, provider: str, where: str) -> MigrationChanges | None:
-    """Parsed once per text: the daemon compares the same files on every check."""
-    return parse_migration(text, provider, where)
+    """Parsed once per text (keyed by its digest, so no text is kept): the daemon re-checks the same files."""
+    key = (hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), provider)
+    if key not in _PARSED:
+        if len(_PARSED) >= PARSED_KEPT:
+            _PARSED.pop(next(iter(_PARSED), key), None)
+        _PARSED[key] = parse_migration(text, provider, where)
+    return _PARSED.get(key)
 
 
 @dataclass(frozen=True)
