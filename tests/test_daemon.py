@@ -26,7 +26,8 @@ import pytest
 
 from migwatch.alerts import Alert
 from migwatch.config import ConfigError, load_config
-from migwatch.daemon import Daemon, LockError, StateLock
+from migwatch.daemon import Daemon
+from migwatch.process import LockError, StateLock
 from migwatch.sdnotify import SystemdNotifier
 from tests.support.gitrepo import SEED_BEHAVIORAL, PrismaRepo, seed_migrations
 from tests.support.notifyserver import Notification, NotificationServer

@@ -196,34 +196,67 @@ TRANSACTION_LINE = re.compile(r"^\s*(BEGIN|COMMIT)\s*;\s*$", re.I | re.M)
 
 
 class PgRunner:
+    """One database at a time holds the common state; states built before are kept as template
+    databases (the last `KEEP`), so a new state is cloned from its longest built prefix."""
+
+    KEEP = 24
+
     def __init__(self, server: PgServer) -> None:
         self.server = server
         self.db = server.create_database()
         self.conn = server.admin_connect(self.db)
         self.state: tuple[str, ...] = ()
+        self.templates: dict[tuple[str, ...], str] = {}
+        self.failed: dict[tuple[str, ...], str] = {}
         self.retried = 0
 
-    def _fresh_schema(self) -> None:
-        """A new database: real migrations name "public" explicitly, so a schema of their own will not do."""
+    def _switch(self, names: tuple[str, ...]) -> None:
+        """A new working database: a clone of the longest kept state that `names` extends, else empty."""
         self.conn.close()
         self.server.drop_database(self.db)
-        self.db = self.server.create_database()
+        best = max((k for k in self.templates if names[: len(k)] == k), key=len, default=())
+        self.db = f"work_{len(self.templates)}_{abs(hash(names)) % 10**8}"
+        with self.server.admin_connect() as admin:
+            template = self.templates.get(best, "template0")
+            admin.execute(f'CREATE DATABASE "{self.db}" TEMPLATE "{template}"'.encode())
         self.conn = self.server.admin_connect(self.db)
-        self.state = ()
+        self.state = best if best in self.templates else ()
+
+    def _keep(self) -> None:
+        """Keep the current state as a template database (dropping the oldest beyond KEEP)."""
+        if self.state in self.templates or not self.state:
+            return
+        self.conn.close()
+        name = f"tpl_{abs(hash(self.state)) % 10**12}"
+        with self.server.admin_connect() as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.db}"'.encode())
+        self.templates[self.state] = name
+        while len(self.templates) > self.KEEP:
+            oldest = next(iter(self.templates))
+            self.server.drop_database(self.templates.pop(oldest))
+        self.conn = self.server.admin_connect(self.db)
 
     def reach(self, state: Sequence[Migration]) -> str | None:
-        """Bring the kept schema to `state` (incrementally when it extends the current one)."""
+        """Bring the working database to `state` (incrementally when it extends the current one)."""
         names = tuple(n for n, _ in state)
+        for prefix, problem in self.failed.items():
+            if names[: len(prefix)] == prefix:
+                return problem
         if names[: len(self.state)] != self.state:
-            self._fresh_schema()
+            self._switch(names)
         self.conn.autocommit = True
+        grew = False
         for name, text in state[len(self.state) :]:
             try:
                 self.conn.execute(text.encode())
             except psycopg.Error as exc:
-                self._fresh_schema()
-                return f"{name}: {str(exc).splitlines()[0]}"
-            self.state = (*self.state, name)
+                problem = f"{name}: {str(exc).splitlines()[0]}"
+                self.failed[(*self.state, name)] = problem
+                self._switch(())
+                return problem
+            self.state, grew = (*self.state, name), True
+        if grew:
+            self._keep()
         return None
 
     def run(self, steps: Sequence[tuple[str, str]]) -> Applied | None:
@@ -256,11 +289,11 @@ def pg_apply(runner: PgRunner, state: Sequence[Migration], steps: Sequence[tuple
     applied = runner.run(steps)
     if applied is None:  # commit step by step in a schema of its own
         runner.retried += 1
-        runner.reach(())
+        runner._switch(())
         problem = runner.reach([*state, *steps])
         applied = runner.run([]) or Applied(None, None, frozenset())
         applied = Applied("run" if problem else None, problem, applied.schema)
-        runner.reach(())
+        runner._switch(())
     return applied
 
 

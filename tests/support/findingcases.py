@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from migwatch import diagnose
-from migwatch.diagnose import Evidence, ProjectSnapshot, Restore, WorktreeSnapshot
+from migwatch.diagnose import AppliedSql, Evidence, ProjectSnapshot, Restore, WorktreeSnapshot
 from migwatch.migindex import Commit, MigrationChange, RefTip
 from migwatch.model import (
     DatabaseRef,
@@ -442,6 +442,37 @@ def _branch_cases(add: Callable[..., None]) -> None:
         "schema-conflict",
         project(trees, [row(INIT)], base_branch="main"),
         Evidence(base_names={rel: frozenset([INIT])}, unmerged_sql=sql),
+    )
+    password = '-- AlterTable\nALTER TABLE "Account" ADD COLUMN "password" TEXT;\n'
+    add(
+        "schema-conflict-base",
+        project(
+            [member(MAIN, [INIT, SECOND]), member(EPIC3, [INIT, THIRD])], [row(INIT)], base_branch="main"
+        ),
+        Evidence(
+            base_names={rel: frozenset([INIT, SECOND])},
+            unmerged_sql={EPIC3.path / rel / THIRD: password},
+            base_sql={(rel, SECOND): password},
+        ),
+    )
+    applied = AppliedSql(
+        password, "feature/epic-5", "feature/epic-5", file=EPIC5.path / rel / LATE / "migration.sql"
+    )
+    add(
+        "schema-conflict-applied",
+        project([member(EPIC3, [INIT, THIRD]), member(EPIC5, [INIT, LATE])], [row(INIT), row(LATE)]),
+        Evidence(unmerged_sql={EPIC3.path / rel / THIRD: password}, applied_sql={LATE: applied}),
+    )
+    add(
+        "name-collision",
+        project(
+            [
+                member(MAIN, [INIT]),
+                member(EPIC3, [INIT, THIRD]),
+                member(EPIC5, folder=folder_of(EPIC5.path, [INIT, THIRD], edited=[THIRD])),
+            ],
+            [row(INIT)],
+        ),
     )
 
 
