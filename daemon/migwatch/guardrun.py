@@ -169,7 +169,10 @@ def worktree_state(
         top = Path(gitio.run_git(cwd, "rev-parse", "--show-toplevel", env=ctx.env).strip())
     except gitio.GitError:
         return GuardState(worktree=str(cwd), problem="not inside a git worktree"), ctx
-    project, ctx = _project(top, ctx)
+    try:
+        project, ctx = _project(top, ctx)
+    except gitio.GitError as exc:
+        return GuardState(worktree=str(top), problem=f"git cannot list the worktrees: {exc}"), ctx
     if project is None:
         return GuardState(worktree=str(top), problem="this worktree is ignored by the config"), ctx
     setups = _setups(project, ctx.env)
