@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tests.support.gitrepo import isolated_environ
+from tests.support.longhistory import MIGRATIONS, PACKAGE, LongHistory, generate
 
 from benchlib import (
     MIGWATCH,
@@ -29,7 +30,6 @@ from benchlib import (
     median,
     timed_run,
 )
-from history_repo import MIGRATIONS, PACKAGE, LongHistory, generate
 from migwatch import pipeline
 from migwatch.config import ProjectConfig
 from migwatch.gitindex import GitIndexCache

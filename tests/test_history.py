@@ -18,6 +18,8 @@ from psycopg.pq import TransactionStatus
 
 from migwatch.dburl import database_ref
 from migwatch.history import (
+    EARLIEST,
+    LATEST,
     PRISMA_ADVISORY_LOCK,
     HistoryError,
     ReadOptions,
@@ -511,12 +513,12 @@ def test_sqlite_garbage_rows_are_read(sqlite_db: tuple[Path, sqlite3.Connection]
     assert rows["weird_time"].applied_steps_count == 0
     assert rows["weird_time"].failed is False
     assert rows["float_ms"].id == "2"
-    assert rows["float_ms"].checksum == "\ufffdbytes"
+    assert rows["float_ms"].checksum == "\udcffbytes"  # lossless: the byte is kept as a surrogate escape
     assert rows["float_ms"].finished_at == datetime.fromtimestamp(1.5e9, tz=timezone.utc)
-    assert rows["float_ms"].logs == "log \ufffd"
+    assert rows["float_ms"].logs == "log \udcff"
     assert rows["float_ms"].rolled_back_at == epoch
     assert rows["float_ms"].started_at == epoch
-    assert rows["never_finished"].started_at == epoch  # out of datetime's range
+    assert rows["never_finished"].started_at == LATEST  # beyond datetime's range: its latest value
     assert rows["never_finished"].applied_steps_count == 7
     assert rows["never_finished"].failed is True
     assert rows[""].id == ""
@@ -634,7 +636,11 @@ def test_sqlite_fingerprint_changes_with_every_commit(sqlite_db: tuple[Path, sql
         (T0, T0),
         ("garbage", datetime(1970, 1, 1, tzinfo=timezone.utc)),
         ("", datetime(1970, 1, 1, tzinfo=timezone.utc)),
-        (10**30, datetime(1970, 1, 1, tzinfo=timezone.utc)),
+        (10**30, LATEST),
+        (-(10**30), EARLIEST),
+        ("Infinity", LATEST),
+        ("-infinity", EARLIEST),
+        ("NaN", datetime(1970, 1, 1, tzinfo=timezone.utc)),
     ],
 )
 def test_parse_timestamp(value: object, expected: datetime | None) -> None:

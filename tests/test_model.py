@@ -26,12 +26,13 @@ def test_command_renders_posix_quoted_argv_with_cwd_chain_and_comment() -> None:
 
 @pytest.mark.parametrize("word", HOSTILE)
 def test_a_rendered_command_gives_the_shell_exactly_its_argv(tmp_path: Path, word: str) -> None:
-    """Run through a real `sh`: each argument arrives whole and nothing else runs."""
+    """Run through a real shell: each argument arrives whole and nothing else runs. A word with invisible
+    characters is written `$'…'` (shellquote), which bash and zsh read but dash 0.5.12 does not."""
     folder = tmp_path / f"dir {word}".replace("/", "_").replace("\n", "_")
     folder.mkdir()
     line = Command(("printf", "[%s]\\n", word, "--"), cwd=folder).render()
     done = subprocess.run(
-        ["sh", "-c", line + " && pwd"], capture_output=True, text=True, cwd=tmp_path, check=True
+        ["bash", "-c", line + " && pwd"], capture_output=True, text=True, cwd=tmp_path, check=True
     )
     assert done.stdout == f"[{word}]\n[--]\n{folder}\n"
     assert not (tmp_path / "pwned").exists()
@@ -39,9 +40,20 @@ def test_a_rendered_command_gives_the_shell_exactly_its_argv(tmp_path: Path, wor
 
 def test_sql_literal_doubles_quotes_and_refuses_control_characters() -> None:
     assert sql_literal("it's") == "'it''s'"
-    assert sql_literal("a\tb") == "'a\tb'"
-    for bad in ("nul\x00", "bell\x07", "esc\x1b[31m", "del\x7f"):
-        with pytest.raises(ValueError, match="control characters"):
+    assert sql_literal("é ß 日本") == "'é ß 日本'"
+    assert sql_literal("naïve 名前") == "'naïve 名前'"
+    # What the output edge would show escaped cannot be copied back: refused, like NUL.
+    for bad in (
+        "nul\x00",
+        "bell\x07",
+        "esc\x1b[31m",
+        "del\x7f",
+        "tab\tx",
+        "new\nline",
+        "bidi\u202e",
+        "byte\udcff",
+    ):
+        with pytest.raises(ValueError, match="invisible characters"):
             sql_literal(bad)
 
 

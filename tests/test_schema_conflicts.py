@@ -5,6 +5,7 @@ Each case also shows the conflict is real: the SQL applied as Prisma would apply
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_findings import INIT, INIT_SQL, Project, _with_base
+from tests.test_findings_e2e import INIT, INIT_SQL, Project, _with_base
 
 MAIN_MIGRATION = "20250105000000_add_password"
 BRANCH_MIGRATION = "20250106000000_auth"
@@ -119,3 +120,63 @@ def test_unparsable_migration_gives_no_conflict_and_no_crash(project: Project) -
     _, doc = project.status()
     assert _conflicts(doc) == []
     assert {f["code"] for f in doc["findings"]} == {"behind_base", "pending"}
+
+
+def test_two_different_migrations_with_one_name(project: Project) -> None:
+    project.apply(project.main, INIT)
+    other_sql = '-- AlterTable\nALTER TABLE "User" ADD COLUMN "name" TEXT;\n'
+    project.repo.write_migration(project.main, BRANCH_MIGRATION, ADD_PASSWORD)
+    project.repo.write_migration(project.other, BRANCH_MIGRATION, other_sql)
+    _, doc = project.status()
+    found = sorted((f["worktree"], f["migration"]) for f in doc["findings"] if f["code"] == "name_collision")
+    assert found == [(str(project.main), BRANCH_MIGRATION), (str(project.other), BRANCH_MIGRATION)]
+    finding = next(
+        f for f in doc["findings"] if f["code"] == "name_collision" and f["worktree"] == str(project.other)
+    )
+    assert finding["message"] == (
+        f"shop-other (feature/other): {BRANCH_MIGRATION} is another migration in shop (main) (same folder name, "
+        "different SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one migration"
+    )
+    mine = project.migrations(project.other) / BRANCH_MIGRATION / "migration.sql"
+    theirs = project.migrations(project.main) / BRANCH_MIGRATION / "migration.sql"
+    assert finding["fix"][0] == f"diff -u {mine} {theirs}"
+    shown = subprocess.run(finding["fix"][0], shell=True, capture_output=True, text=True, check=False)
+    assert (shown.returncode, shown.stdout.splitlines()[-2:]) == (
+        1,
+        ['-ALTER TABLE "User" ADD COLUMN "name" TEXT;', '+ALTER TABLE "User" ADD COLUMN "password" TEXT;'],
+    )
+    # Real: merging the two branches stops with an add/add conflict on that file.
+    project.repo.commit(project.main, "password")
+    project.repo.commit(project.other, "name")
+    merge = subprocess.run(
+        ["git", "-C", str(project.other), "merge", "main"], capture_output=True, text=True, check=False
+    )
+    assert merge.returncode == 1 and "CONFLICT (add/add)" in merge.stdout
+    project.repo.git(project.other, "merge", "--abort")
+
+
+def test_same_migration_in_two_worktrees_is_no_collision(project: Project) -> None:
+    project.apply(project.main, INIT)
+    project.repo.write_migration(project.main, BRANCH_MIGRATION, ADD_PASSWORD)
+    project.repo.write_migration(project.other, BRANCH_MIGRATION, ADD_PASSWORD.replace("\n", "\r\n"))
+    _, doc = project.status()
+    assert [f for f in doc["findings"] if f["code"] in ("name_collision", "schema_conflict")] == []
+
+
+def test_applied_migration_only_git_still_has_is_read_from_the_base_branch(project: Project) -> None:
+    _with_base(project)
+    project.apply(project.main, INIT)
+    project.repo.write_migration(project.main, MAIN_MIGRATION, ADD_PASSWORD)
+    project.repo.commit(project.main, "password on main")
+    project.apply(project.main, MAIN_MIGRATION)
+    shutil.rmtree(project.migrations(project.main) / MAIN_MIGRATION)  # no worktree has the folder now
+    project.repo.write_migration(project.other, BRANCH_MIGRATION, ADD_PASSWORD)
+    _, doc = project.status()
+    [finding] = [f for f in _conflicts(doc) if f["worktree"] == str(project.other)]
+    assert finding["message"] == (
+        f"shop-other (feature/other): {BRANCH_MIGRATION} is not applied yet; its deploy will fail: "
+        f"User.password already exists, added by {MAIN_MIGRATION} (applied from main)"
+    )
+    show = f"git -C {project.other} show main:prisma/migrations/{MAIN_MIGRATION}/migration.sql"
+    assert finding["fix"][0] == show
+    assert subprocess.run(show, shell=True, capture_output=True, text=True, check=True).stdout == ADD_PASSWORD

@@ -21,7 +21,8 @@ from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
 from migwatch import git as gitio
-from migwatch.watcher import CheckWorker, Debouncer, Watcher, repository_targets, worktree_targets
+from migwatch.watcher import CheckWorker, Debouncer, Watcher
+from migwatch.watchtargets import repository_targets, worktree_targets
 from tests.support.gitrepo import PrismaRepo
 
 pytestmark = pytest.mark.leakcheck

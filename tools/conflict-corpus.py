@@ -24,6 +24,7 @@ Mirrors are read from /work/.mirror/<owner>+<name>/repo (the `fetch` tool) or --
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -118,7 +119,8 @@ class Situation:
 
 @dataclass
 class Tally:
-    judged: int = 0
+    judged: list[tuple[Situation, bool]] = field(default_factory=list)  # (situation, real conflict)
+    count: int = 0
     real: int = 0
     found: int = 0
     wrong: list[str] = field(default_factory=list)
@@ -194,34 +196,67 @@ TRANSACTION_LINE = re.compile(r"^\s*(BEGIN|COMMIT)\s*;\s*$", re.I | re.M)
 
 
 class PgRunner:
+    """One database at a time holds the common state; states built before are kept as template
+    databases (the last `KEEP`), so a new state is cloned from its longest built prefix."""
+
+    KEEP = 24
+
     def __init__(self, server: PgServer) -> None:
         self.server = server
         self.db = server.create_database()
         self.conn = server.admin_connect(self.db)
         self.state: tuple[str, ...] = ()
+        self.templates: dict[tuple[str, ...], str] = {}
+        self.failed: dict[tuple[str, ...], str] = {}
         self.retried = 0
 
-    def _fresh_schema(self) -> None:
-        """A new database: real migrations name "public" explicitly, so a schema of their own will not do."""
+    def _switch(self, names: tuple[str, ...]) -> None:
+        """A new working database: a clone of the longest kept state that `names` extends, else empty."""
         self.conn.close()
         self.server.drop_database(self.db)
-        self.db = self.server.create_database()
+        best = max((k for k in self.templates if names[: len(k)] == k), key=len, default=())
+        self.db = f"work_{len(self.templates)}_{abs(hash(names)) % 10**8}"
+        with self.server.admin_connect() as admin:
+            template = self.templates.get(best, "template0")
+            admin.execute(f'CREATE DATABASE "{self.db}" TEMPLATE "{template}"'.encode())
         self.conn = self.server.admin_connect(self.db)
-        self.state = ()
+        self.state = best if best in self.templates else ()
+
+    def _keep(self) -> None:
+        """Keep the current state as a template database (dropping the oldest beyond KEEP)."""
+        if self.state in self.templates or not self.state:
+            return
+        self.conn.close()
+        name = f"tpl_{abs(hash(self.state)) % 10**12}"
+        with self.server.admin_connect() as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.db}"'.encode())
+        self.templates[self.state] = name
+        while len(self.templates) > self.KEEP:
+            oldest = next(iter(self.templates))
+            self.server.drop_database(self.templates.pop(oldest))
+        self.conn = self.server.admin_connect(self.db)
 
     def reach(self, state: Sequence[Migration]) -> str | None:
-        """Bring the kept schema to `state` (incrementally when it extends the current one)."""
+        """Bring the working database to `state` (incrementally when it extends the current one)."""
         names = tuple(n for n, _ in state)
+        for prefix, problem in self.failed.items():
+            if names[: len(prefix)] == prefix:
+                return problem
         if names[: len(self.state)] != self.state:
-            self._fresh_schema()
+            self._switch(names)
         self.conn.autocommit = True
+        grew = False
         for name, text in state[len(self.state) :]:
             try:
                 self.conn.execute(text.encode())
             except psycopg.Error as exc:
-                self._fresh_schema()
-                return f"{name}: {str(exc).splitlines()[0]}"
-            self.state = (*self.state, name)
+                problem = f"{name}: {str(exc).splitlines()[0]}"
+                self.failed[(*self.state, name)] = problem
+                self._switch(())
+                return problem
+            self.state, grew = (*self.state, name), True
+        if grew:
+            self._keep()
         return None
 
     def run(self, steps: Sequence[tuple[str, str]]) -> Applied | None:
@@ -254,11 +289,11 @@ def pg_apply(runner: PgRunner, state: Sequence[Migration], steps: Sequence[tuple
     applied = runner.run(steps)
     if applied is None:  # commit step by step in a schema of its own
         runner.retried += 1
-        runner.reach(())
+        runner._switch(())
         problem = runner.reach([*state, *steps])
         applied = runner.run([]) or Applied(None, None, frozenset())
         applied = Applied("run" if problem else None, problem, applied.schema)
-        runner.reach(())
+        runner._switch(())
     return applied
 
 
@@ -322,7 +357,8 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
             continue
         real, _ = verdict
         says = flagged(situation, parsed)
-        tally.judged += 1
+        tally.count += 1
+        tally.judged.append((situation, real))
         tally.real += real
         tally.found += real and says
         if says and not real:
@@ -331,7 +367,7 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
             tally.missed.append(situation.label)
     for kind, t in tallies.items():
         print(
-            f"- {kind}: {t.judged} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+            f"- {kind}: {t.count} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
         )
         for label in t.missed:
             print(f"    missed: {label}")
@@ -340,11 +376,32 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
     return tallies
 
 
+def export(root: Path, project: Project, judged: Sequence[tuple[Situation, bool]]) -> None:
+    """The 2 real conflicts and the clean situation with the least SQL, as fixture folders."""
+    small = sorted(judged, key=lambda s: sum(len(t) for _, t in (*s[0].state, *s[0].x, *s[0].y)))
+    chosen = [s for s in small if s[1]][:2] + [s for s in small if not s[1]][:1]
+    for situation, real in chosen:
+        x, y = situation.x[0][0], situation.y[0][0]
+        folder = root / project.provider / project.repo.replace("/", "+") / f"{x[:14]}-{y[:14]}"
+        for part, migrations in (("state", situation.state), ("x", situation.x), ("y", situation.y)):
+            for name, text in migrations:
+                (folder / part / name).mkdir(parents=True, exist_ok=True)
+                (folder / part / name / "migration.sql").write_text(text)
+        meta = {
+            "project": f"https://github.com/{project.repo}",
+            "situation": situation.label,
+            "kind": situation.kind,
+            "conflict": real,
+        }
+        (folder / "case.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--project", action="append", default=[], help="owner/name (repeatable; default all)")
     parser.add_argument("--no-neighbours", action="store_true")
+    parser.add_argument("--export", type=Path, help="write a few judged situations there as test fixtures")
     args = parser.parse_args(argv)
     chosen = [p for p in PROJECTS if not args.project or p.repo in args.project]
     server = PgServer.start_new() if any(p.provider == "postgresql" for p in chosen) else None
@@ -358,7 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             for kind, t in measure(project, Mirror(gitdir), server, not args.no_neighbours).items():
                 total = totals.setdefault(kind, Tally())
-                total.judged += t.judged
+                total.count += t.count
+                if args.export:
+                    export(args.export, project, t.judged)
                 total.real += t.real
                 total.found += t.found
                 total.wrong += t.wrong
@@ -370,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n## all projects")
     for kind, t in totals.items():
         print(
-            f"- {kind}: {t.judged} judged: real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+            f"- {kind}: {t.count} judged: real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
         )
     print(f"({time.monotonic() - started:.0f} s)")
     return 0

@@ -2,6 +2,6 @@
 
 import sys
 
-from migwatch.cli import main
+from migwatch.entry import main
 
 sys.exit(main())

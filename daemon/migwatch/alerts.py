@@ -120,6 +120,11 @@ class Alert:
     title: str
     body: str
     urgency: Urgency
+    count: int = 1  # a grouped alert stands for this many findings (same worktree, code and kind)
+    migrations: tuple[str, ...] = ()  # a grouped alert's migrations, in order
+
+
+GROUP_NAMES_SHOWN = 3  # a grouped notification names this many migrations, then "… and N more"
 
 
 @dataclass(frozen=True)
@@ -277,7 +282,68 @@ def _alert(kind: AlertKind, finding: Finding) -> Alert:
     return Alert(
         kind=kind,
         finding=finding,
-        title=alert_title(kind, finding),
-        body=alert_body(kind, finding),
+        title=printable(alert_title(kind, finding)),
+        body=printable(alert_body(kind, finding)),
         urgency=urgency,
+    )
+
+
+def printable(text: str) -> str:
+    """Text any channel can carry: a name that is not valid UTF-8 (read losslessly, with surrogate
+    escapes) shows its bytes as `\\xff` instead of making the notification or log line fail."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+GroupKey = tuple[str, str | None, str | None, str, AlertKind]
+_URGENCY_RANK: Mapping[Urgency, int] = {"critical": 0, "normal": 1, "low": 2}
+
+
+def group_key(alert: Alert) -> GroupKey:
+    """Alerts with the same key become one notification: one per worktree (or database), code, kind."""
+    finding = alert.finding
+    return (finding.project, finding.worktree, finding.database, finding.code, alert.kind)
+
+
+def group_alerts(alerts: Sequence[Alert]) -> list[tuple[Alert, list[Alert]]]:
+    """A burst as notifications: (the notification, the alerts it stands for), in first-seen order.
+
+    A group of one is the alert itself; a larger group says how many and names the first few
+    migrations ("41 × unapplied migration" / "20251001_a, 20251002_b, 20251003_c … and 38 more").
+    """
+    groups: dict[GroupKey, list[Alert]] = {}
+    for alert in alerts:
+        groups.setdefault(group_key(alert), []).append(alert)
+    return [(members[0] if len(members) == 1 else _grouped(members), members) for members in groups.values()]
+
+
+def _grouped(members: Sequence[Alert]) -> Alert:
+    first = members[0]
+    finding = first.finding
+    count = len(members)
+    names = tuple(m.finding.migration for m in members if m.finding.migration)
+    problem = short_problem(finding)
+    prefix = visible(title_prefix(finding))
+    if first.kind == "resolved":
+        title = f"{prefix}: resolved — {count} × {problem}"
+    else:
+        title = f"{prefix}: {count} × {problem}"
+    shown = ", ".join(visible(name) for name in names[:GROUP_NAMES_SHOWN])
+    more = f" … and {len(names) - GROUP_NAMES_SHOWN} more" if len(names) > GROUP_NAMES_SHOWN else ""
+    lines = [f"{count} migrations in {prefix}: {shown}{more}" if names else f"{count} findings in {prefix}"]
+    headline = finding.fix.headline
+    if first.kind != "resolved" and headline:
+        lines.append(visible(headline))
+    urgency = min((m.urgency for m in members), key=_URGENCY_RANK.__getitem__)
+    return Alert(
+        kind=first.kind,
+        finding=finding,
+        title=printable(title),
+        body=printable("\n".join(lines)),
+        urgency=urgency,
+        count=count,
+        migrations=names,
     )

@@ -100,6 +100,15 @@ KINDS: tuple[FindingKind, ...] = (
         "deploying it",
     ),
     _kind(
+        "name_collision",
+        WARNING,
+        "two migrations, one name",
+        "two worktrees have different `migration.sql` files under one migration folder name, neither "
+        "applied yet",
+        "rename the one that is not shared yet to a new timestamp before either is merged or applied (the "
+        "alert shows both files)",
+    ),
+    _kind(
         "behind_base",
         INFO,
         "behind the base branch",

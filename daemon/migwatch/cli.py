@@ -104,6 +104,7 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from migwatch.pipeline import CheckOptions, run_status
     from migwatch.report import render_text, to_json
+    from migwatch.scrub import scrub
 
     config = _load(args)
     known = {p.name for p in config.projects}
@@ -119,7 +120,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         import json
 
-        out.write(json.dumps(to_json(report), indent=2) + "\n")
+        out.write(scrub(json.dumps(to_json(report), indent=2)) + "\n")
     else:
         colour = not args.no_color and out.isatty() and "NO_COLOR" not in os.environ
         out.write(render_text(report, colour=colour))
@@ -221,7 +222,7 @@ def _register_optional() -> None:
     """Commands whose modules import heavier dependencies are looked up lazily."""
 
     def run(args: argparse.Namespace, out: TextIO) -> int:
-        from migwatch.daemon import run_command
+        from migwatch.process import run_command
 
         return run_command(_config_path(args), once=args.once, verbose=args.verbose, out=out)
 
@@ -288,14 +289,13 @@ def _internal_error(exc: BaseException, err: TextIO) -> int:
     import traceback
     from datetime import datetime, timezone
 
-    from migwatch.logsetup import internal_error_log
+    from migwatch.logsetup import append_private, internal_error_log
 
     path = internal_error_log()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(f"--- {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} migwatch {__version__}\n")
-            handle.write(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+        header = f"--- {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} migwatch {__version__}\n"
+        trace = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        append_private(path, header + trace)  # 0600 in a 0700 folder: paths and URLs
         where = f"the traceback is in {path}"
     except OSError:
         where = "the traceback could not be written"

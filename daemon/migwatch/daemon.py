@@ -1,26 +1,21 @@
-"""`migwatch run` (SPEC §8): the daemon that wires the watcher, the database poller, one check worker,
-the alert state machine and the notifiers.
+"""`migwatch run` (SPEC §8): the `Daemon` wires the watcher, the database poller, one check worker, the
+alert ledger and the notifiers' outbox, and owns their lifecycle.
 
 Threads: watchdog's observer threads and the poller's APScheduler threads only queue check keys; one
-worker thread runs the checks one at a time, so the alert state, the dispatcher and the per-project
-bookkeeping are only ever touched by that worker (and by `reload`/`stop`, under the same lock).
+worker thread runs the checks one at a time, so the ledger and the per-project bookkeeping are only
+ever touched by that worker (and by `reload`/`stop`, under the same lock). Each notifier delivers in its
+own lane (`notify.delivery`). Process set-up (signals, lock, logging, sd_notify) is in `process`.
 
 Database histories come from the poller: a check first refreshes each database it uses with the cheap
 fingerprint query (so it never judges fresh files against rows older than the files), and reads the
-rows only when they changed. A failing database is not reported until `failures_to_report` polls in a
-row failed; until then its worktrees keep the findings they had (nothing is resolved by an outage).
+rows only when they changed. What a check could not see (a database that is failing, a history table
+that vanished, a folder that cannot be read) never resolves an alert (`outage`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
-import queue
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,94 +23,41 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
-from typing import TextIO
 
 from watchdog.observers import Observer
 
-from migwatch import __version__, alerts, alertstore
+from migwatch import alerts
 from migwatch import git as gitio
-from migwatch.config import Config, ConfigError, load_config
+from migwatch.config import Config
 from migwatch.diagnose import ProjectSnapshot, group_of, unlisted_project
-from migwatch.logsetup import (
-    add_file_log,
-    configure_stderr,
-    default_log_file,
-    default_state_dir,
-    key_values,
-    one_line,
-    quote_value,
-)
+from migwatch.ledger import COPY_FILE, STATE_FILE, AlertLedger
+from migwatch.logsetup import one_line, quote_value
 from migwatch.migrations import ChecksumCache
-from migwatch.model import Finding, Severity
+from migwatch.model import Finding, Fix, History, Note, Severity
 from migwatch.notify.base import Notifier
-from migwatch.notify.dispatch import Dispatcher, build_notifiers
-from migwatch.pipeline import WORKERS, CheckOptions, diagnose_project, snapshot_project
-from migwatch.scheduler import FAILURES_TO_REPORT, DatabaseView, Poller
-from migwatch.sdnotify import SystemdNotifier, WatchdogPinger
-from migwatch.watcher import (
-    CheckWorker,
-    Debouncer,
-    ObserverFactory,
-    Watcher,
-    WatchTarget,
-    repository_targets,
-    worktree_targets,
+from migwatch.notify.delivery import Outbox
+from migwatch.notify.dispatch import build_notifiers
+from migwatch.outage import (
+    FAILURES_TO_REPORT,
+    VANISHED_CODE,
+    Unknowns,
+    conclude_scope,
+    database_states,
+    unreadable_paths,
 )
+from migwatch.pipeline import WORKERS, CheckOptions, diagnose_project, snapshot_project
+from migwatch.scheduler import DatabaseView, Poller
+from migwatch.watcher import CheckWorker, Debouncer, ObserverFactory, Watcher
+from migwatch.watchtargets import WatchTarget, git_busy, repository_targets, setup_targets
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-LOCK_FILE = "daemon.lock"
 STOP_TIMEOUT = 2.0
+GIT_BUSY_MAX = 10.0  # seconds a check waits for a git command that holds the index lock (a stale lock)
 PERIODIC_CHECK = 600.0  # a full check now and then: reminders, and anything no watch can see
 
 # (project name, worktree path); worktree None = the whole project, worktrees re-listed.
 CheckKey = tuple[str, str | None]
-FindingKey = tuple[str, str, str | None, str | None, str | None]
-
-
-class LockError(Exception):
-    """Another `migwatch run` holds the state dir."""
-
-
-class StateLock:
-    """An exclusive `flock` on `<state dir>/daemon.lock`, holding this process's pid."""
-
-    def __init__(self, state_dir: Path, fd: int) -> None:
-        self.state_dir = state_dir
-        self._fd: int | None = fd
-
-    @classmethod
-    def acquire(cls, state_dir: Path) -> StateLock:
-        """Take the lock or raise LockError naming the state dir and the holder's pid."""
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise LockError(f"another migwatch run is already using {state_dir} (pid {holder})") from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        return cls(state_dir, fd)
-
-    def release(self) -> None:
-        """Unlock (the file stays; the next holder overwrites the pid)."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
-
-
-def state_dir_from(env: Mapping[str, str]) -> Path:
-    """$MIGWATCH_STATE_DIR, else the platform state folder."""
-    configured = env.get("MIGWATCH_STATE_DIR")
-    return Path(configured).expanduser().absolute() if configured else default_state_dir()
 
 
 @dataclass
@@ -124,7 +66,6 @@ class _ProjectState:
 
     groups: set[str] = field(default_factory=set)  # databases it uses (poller group keys)
     worktree_groups: dict[str, str] = field(default_factory=dict)  # worktree path → group
-    findings: dict[FindingKey, Finding] = field(default_factory=dict)  # last check's, for the log
     checked: bool = False
 
 
@@ -132,7 +73,8 @@ class Daemon:
     """The running service. `start()` returns at once; `on_ready` is called after the first full check.
 
     Inject what varies: `notifiers` (default: from the config, the log notifier first), `env` (for
-    discovery and git), `clock` (unix seconds, for the alert state), `observer_factory` (watchdog).
+    discovery and git), `clock` (unix seconds, for the alert state), `observer_factory` (watchdog),
+    `copy_dir` (where the ledger's second copy lives; default: the state dir).
     """
 
     def __init__(
@@ -146,6 +88,7 @@ class Daemon:
         on_ready: Callable[[], None] | None = None,
         observer_factory: ObserverFactory | None = None,
         failures_to_report: int = FAILURES_TO_REPORT,
+        copy_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.state_dir = state_dir
@@ -156,10 +99,10 @@ class Daemon:
         self._check_lock = threading.RLock()
         self._projects: dict[str, _ProjectState] = {}
         self._common_dirs: dict[str, Path] = {}
-        self._state = alerts.AlertState()
-        self._dispatcher: Dispatcher | None = None
+        self._busy_since: dict[str, float] = {}
+        self.ledger = AlertLedger([state_dir / STATE_FILE, (copy_dir or state_dir) / COPY_FILE], clock=clock)
         self._pool: ThreadPoolExecutor | None = None
-        self._cache: ChecksumCache | None = None
+        self._cache = ChecksumCache()
         self._started_at = 0.0
         self.ready = threading.Event()
         self.poller = Poller(
@@ -168,24 +111,30 @@ class Daemon:
         self._debouncer: Debouncer[CheckKey] = Debouncer(config.debounce, max_delay=_max_delay(config))
         self.worker: CheckWorker[CheckKey] = CheckWorker(self._debouncer, self._run_checks)
         self.watcher: Watcher[CheckKey] | None = None
-        self._observer_factory: ObserverFactory | None = observer_factory
+        self._observer_factory: ObserverFactory = observer_factory or Observer
         self._running = False
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
+    def open_ledger(self) -> None:
+        """Load the alert ledger and prove it can be saved (LedgerError when no copy can be written)."""
+        owed = self.ledger.load()
+        self._set_outbox(owed)
+        self.ledger.save(required=True)
+
     def start(self) -> None:
-        """Load the alert state, start watching and polling, and queue a full check of every project."""
+        """Start watching and polling, and queue a full check of every project (opens the ledger first
+        unless `open_ledger` was called)."""
         self._started_at = time.monotonic()
         self._running = True
         try:
-            self._state = alertstore.load_state(self.state_dir)
-            self._cache = ChecksumCache()
-            self._dispatcher = self._build_dispatcher()
+            if self.ledger.outbox is None:
+                self.open_ledger()
             self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="migwatch-read")
             self.watcher = Watcher(
                 self.worker.push,
                 poll_interval=self.config.poll_interval,
-                observer_factory=self._observer_factory or Observer,
+                observer_factory=self._observer_factory,
             )
             self.watcher.start()
             self.worker.start()
@@ -202,45 +151,59 @@ class Daemon:
         if not self._running:
             return
         self._running = False
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         if self.watcher is not None:
             self.watcher.stop()
-        if not self.worker.stop(max(0.1, deadline - time.monotonic() - 0.3)):
+        self.poller.cancel_running()  # a check blocked in a query returns now
+        if not self.worker.stop(max(0.1, deadline - time.monotonic() - 0.6)):
             log.warning("a check was still running at shutdown; leaving it behind")
-        self.poller.shutdown()
+        self.poller.shutdown(max(0.1, deadline - time.monotonic() - 0.4))
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._dispatcher is not None:
-            self._dispatcher.close(timeout=max(0.1, deadline - time.monotonic()))
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        outbox = self.ledger.outbox
+        if outbox is not None:
+            outbox.close(timeout=max(0.1, deadline - time.monotonic()))
+        self.ledger.save()
+        log.debug("stop duration=%.3fs", time.monotonic() - started)
 
-    def run_once(self) -> list[Finding]:
-        """One full check of every project, alerts delivered and state saved, then everything closed."""
-        self._state = alertstore.load_state(self.state_dir)
-        self._cache = ChecksumCache()
-        self._dispatcher = self._build_dispatcher()
+    def run_once(self, wait: float = 30.0) -> list[Finding]:
+        """One full check of every project, alerts delivered (for at most `wait` s) and the ledger saved."""
+        self.open_ledger()
+        self._running = True
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="migwatch-read")
         found: list[Finding] = []
         try:
             for project in self.config.projects:
-                try:
-                    found.extend(self._check_project(project.name, "once"))
-                except Exception as exc:  # reported like any finding: the other projects still run
-                    log.error("check failed project=%s error=%s", project.name, quote_value(one_line(exc)))
-                    log.debug("check failed project=%s", project.name, exc_info=True)
-                    found.append(unlisted_project(project.name, project.repo, one_line(exc)))
+                found.extend(self._guarded_check(project.name, "once"))
+            outbox = self.ledger.outbox
+            deadline = time.monotonic() + wait
+            while outbox is not None and not outbox.idle() and time.monotonic() < deadline:
+                time.sleep(0.05)  # the lanes deliver in their own threads; retries back off
         finally:
+            self._running = False
             self.poller.shutdown()
             self._pool.shutdown(wait=True)
-            self._dispatcher.close()
+            if self.ledger.outbox is not None:
+                self.ledger.outbox.close(timeout=STOP_TIMEOUT)
+            self.ledger.save()
         return found
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until every queued check has run; False on timeout.
+        """Wait until every queued check has run and every alert is delivered; False on timeout.
 
         A file change reaches the queue a few milliseconds after the write (inotify): after changing
         files, call `check_now()` first, or wait on a notifier, rather than on this alone.
         """
-        return self.worker.wait_idle(timeout)
+        deadline = time.monotonic() + timeout
+        if not self.worker.wait_idle(timeout):
+            return False
+        outbox = self.ledger.outbox
+        while outbox is not None and not outbox.idle():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def check_now(self, project: str | None = None) -> None:
         """Queue an immediate full check of one project (default: every project)."""
@@ -261,9 +224,10 @@ class Daemon:
             if self.watcher is not None:
                 self.watcher.poll_interval = config.poll_interval
             if self._injected_notifiers is None and old.notifiers != config.notifiers and self._running:
-                if self._dispatcher is not None:
-                    self._dispatcher.close(timeout=1.0)
-                self._dispatcher = self._build_dispatcher()
+                owed = self.ledger.outbox.owed() if self.ledger.outbox is not None else {}
+                if self.ledger.outbox is not None:
+                    self.ledger.outbox.close(timeout=1.0)
+                self._set_outbox(owed)
             names = {p.name for p in config.projects}
             for name in [n for n in self._projects if n not in names]:
                 self._forget_project(name)
@@ -283,13 +247,49 @@ class Daemon:
         for project, names in triggers.items():
             if not self._running:
                 return
+            if self._git_busy(project, [k for k in keys if k[0] == project]):
+                continue
             try:
-                self._check_project(project, ",".join(names))
-            except Exception as exc:  # one failing project must not stop the others
-                log.error("check failed project=%s error=%s", project, quote_value(one_line(exc)))
-                log.debug("check failed project=%s", project, exc_info=True)
+                self._guarded_check(project, ",".join(names))
             finally:
                 self._mark_checked(project)
+
+    def _git_busy(self, project: str, keys: list[CheckKey]) -> bool:
+        """A git command (a checkout of many files) is still writing a worktree: check once it is done,
+        so a storm of file events becomes one check and one notification (within GIT_BUSY_MAX)."""
+        state = self._projects.get(project)
+        if state is None or not state.checked:
+            return False
+        named = [wt for _, wt in keys if wt is not None]
+        paths = list(state.worktree_groups) if len(named) < len(keys) else named  # None: every worktree
+        now = time.monotonic()
+        busy = [p for p in paths if git_busy(Path(p), self.env)]
+        if not busy or now - self._busy_since.setdefault(project, now) > GIT_BUSY_MAX:
+            self._busy_since.pop(project, None)
+            return False
+        log.debug(
+            "check postponed project=%s git_busy=%s",
+            project,
+            quote_value(",".join(Path(p).name for p in busy)),
+        )
+        for key in keys:
+            self.worker.push(key)
+        return True
+
+    def _guarded_check(self, name: str, trigger: str) -> list[Finding]:
+        """A check that never raises: an unexpected error is logged and becomes a finding of its own."""
+        try:
+            return self._check_project(name, trigger)
+        except Exception as exc:  # one failing project must not stop the others
+            log.error("check failed project=%s error=%s", name, quote_value(alerts.printable(one_line(exc))))
+            log.debug("check failed project=%s", name, exc_info=True)
+            project = next((p for p in self.config.projects if p.name == name), None)
+            if project is None:
+                return []
+            finding = unlisted_project(name, project.repo, one_line(exc))
+            with self._check_lock:
+                self._conclude(name, [finding], lambda key: key[0] == "discovery" and key[3] is None, False)
+            return [finding]
 
     def _check_project(self, name: str, trigger: str) -> list[Finding]:
         with self._check_lock:
@@ -298,52 +298,24 @@ class Daemon:
                 return []
             started = time.monotonic()
             state = self._projects.setdefault(name, _ProjectState())
-            views: dict[str, DatabaseView] = {}
-            for group in sorted(state.groups):
-                view, changed = self.poller.poll(group, notify=False)
-                if view is not None:
-                    views[group] = view
-                    if changed:
-                        self._queue_users(group, skip=name)
+            histories = self._refresh_databases(name, state)
             options = CheckOptions(env=self.env, read_history=self.poller.first_read, cache=self._cache)
             assert self._pool is not None
             try:
-                snapshot = snapshot_project(
-                    project, options, self._pool, histories={g: v.history for g, v in views.items()}
-                )
+                snapshot = snapshot_project(project, options, self._pool, histories=histories)
             except gitio.GitError as exc:
                 finding = unlisted_project(name, project.repo, str(exc))
                 self._conclude(name, [finding], lambda key: key[0] == "discovery" and key[3] is None, False)
                 return [finding]
             now = datetime.fromtimestamp(self._clock(), timezone.utc)
-            verdicts, found = diagnose_project(snapshot, self.env, now)
-            del verdicts
-            database_ids: dict[str, str] = {}
-            worktree_groups: dict[str, str] = {}
-            for worktree in snapshot.worktrees:
-                used = group_of(worktree)
-                if used is not None and worktree.setup.database is not None:
-                    database_ids[worktree.setup.database.id] = used
-                    worktree_groups[str(worktree.worktree.path)] = used
-            for used, history in snapshot.histories.items():
-                database_ids[history.database.id] = used
-            state.groups = set(snapshot.histories)
-            state.worktree_groups = worktree_groups
-            self.poller.retain({g for s in self._projects.values() for g in s.groups})
-            for group in state.groups:
-                view = self.poller.view(group)
-                if view is not None:
-                    views[group] = view
-            found, scope = _outage_rules(
-                name, found, {g: views[g] for g in state.groups if g in views}, database_ids
-            )
-            hold = any(views[g].lock_held for g in state.groups if g in views)
+            _, found = diagnose_project(snapshot, self.env, now)
+            found, scope, hold = self._judge(name, state, snapshot, found)
             alerted = self._conclude(name, found, scope, hold)
             self._update_watches(name, snapshot)
             log.debug(
                 "check project=%s trigger=%s worktrees=%d findings=%d alerts=%d duration=%.3fs",
                 name,
-                trigger,
+                quote_value(alerts.printable(trigger)),
                 len(snapshot.worktrees),
                 len(found),
                 alerted,
@@ -351,41 +323,66 @@ class Daemon:
             )
         return found
 
+    def _refresh_databases(self, name: str, state: _ProjectState) -> dict[str, History]:
+        """Poll each database the project uses (fingerprint first); returns group → history."""
+        histories: dict[str, History] = {}
+        for group in sorted(state.groups):
+            view, changed = self.poller.poll(group, notify=False)
+            if view is not None:
+                histories[group] = view.history
+                if changed:
+                    self._queue_users(group, skip=name)
+        return histories
+
+    def _judge(
+        self, name: str, state: _ProjectState, snapshot: ProjectSnapshot, found: list[Finding]
+    ) -> tuple[list[Finding], Callable[[alerts.FindingKey], bool], bool]:
+        """What this check may conclude (outage rules), and whether a Prisma migrate command runs."""
+        database_ids: dict[str, str] = {}
+        state.worktree_groups = {}
+        folders: list[tuple[str, bool, list[str]]] = []
+        for worktree in snapshot.worktrees:
+            used = group_of(worktree)
+            if used is not None and worktree.setup.database is not None:
+                database_ids[worktree.setup.database.id] = used
+                state.worktree_groups[str(worktree.worktree.path)] = used
+            folder = worktree.folder
+            if folder is not None:
+                broken = [m.name for m in folder.migrations if m.read_error]
+                folders.append((str(worktree.worktree.path), folder.error is not None, broken))
+        for used, history in snapshot.histories.items():
+            database_ids[history.database.id] = used
+        state.groups = set(snapshot.histories)
+        self.poller.retain({g for s in self._projects.values() for g in s.groups})
+        views = {g: v for g in state.groups if (v := self.poller.view(g)) is not None}
+        statuses = {g: (v.status, v.ever_read, self._vanished(v)) for g, v in views.items()}
+        found = found + [_vanished_finding(name, g, v, state) for g, v in views.items() if self._vanished(v)]
+        worktrees, pairs = unreadable_paths(folders)
+        unknowns = Unknowns(database_states(statuses, database_ids), worktrees, pairs)
+        kept, scope = conclude_scope(found, unknowns)
+        return kept, scope, any(v.lock_held for v in views.values())
+
+    def _vanished(self, view: DatabaseView) -> bool:
+        """The history table is gone while alerts that depend on its rows are open (or it was seen)."""
+        if view.status != "ok" or not view.history.reachable or view.history.has_table:
+            return False
+        if view.vanished:
+            return True
+        db = view.ref.id
+        return any(
+            k[2] == db and k[0] not in ("not_managed", VANISHED_CODE) for k in self.ledger.state.records
+        )
+
     def _conclude(
-        self, name: str, found: list[Finding], scope: Callable[[FindingKey], bool], hold: bool
+        self, name: str, found: list[Finding], scope: Callable[[alerts.FindingKey], bool], hold: bool
     ) -> int:
-        """Log what changed, run the alert state machine, deliver, persist; returns the alert count."""
-        state = self._projects.setdefault(name, _ProjectState())
-        current = {f.key: f for f in found}
-        for key, finding in current.items():
-            if key not in state.findings:
-                log.info("finding new %s", _finding_fields(finding, with_fix=True))
-        for key, finding in state.findings.items():
-            if key not in current and scope(key):
-                log.info("finding gone %s", _finding_fields(finding, with_fix=False))
-        state.findings = {k: f for k, f in state.findings.items() if not scope(k)} | current
         policy = alerts.AlertPolicy(
             remind_after=self.config.remind_after,
             notify_resolved=self.config.notify_resolved,
             alert_codes=self.config.alert_codes,
             hold_transient=hold,
         )
-        new_state, to_send = alerts.update(
-            self._state,
-            found,
-            self._clock(),
-            policy,
-            scope=lambda key: key[1] == name and scope(key),
-        )
-        if to_send and self._dispatcher is not None:
-            self._dispatcher.deliver(to_send)
-        if new_state.records != self._state.records:
-            try:
-                alertstore.save_state(self.state_dir, new_state)
-            except OSError as exc:
-                log.error("cannot save the alert state in %s: %s", self.state_dir, exc.strerror or exc)
-        self._state = new_state
-        return len(to_send)
+        return self.ledger.conclude(name, found, scope, policy)
 
     def _mark_checked(self, name: str) -> None:
         """After the first check of every project: log `ready` and call `on_ready` (once)."""
@@ -411,11 +408,7 @@ class Daemon:
         self._projects.pop(name, None)
         if self.watcher is not None:
             self.watcher.remove(name)
-        records = {k: r for k, r in self._state.records.items() if k[1] != name}
-        if len(records) != len(self._state.records):
-            self._state = alerts.AlertState(records=records)
-            with contextlib.suppress(OSError):
-                alertstore.save_state(self.state_dir, self._state)
+        self.ledger.forget_project(name)
 
     # -- events --------------------------------------------------------------------------------------------
 
@@ -436,26 +429,14 @@ class Daemon:
             return
         pairs: list[tuple[WatchTarget[CheckKey], Path]] = []
         for worktree in snapshot.worktrees:
-            path = worktree.worktree.path
-            setup = worktree.setup
-            key: CheckKey = (name, str(path))
-            targets = worktree_targets(
-                key,
-                worktree=path,
-                package_dir=setup.package_dir,
-                schema_path=setup.schema_path,
-                migrations_dir=setup.migrations_dir,
-                git_dir=_git_dir_of(path, self.env),
-            )
-            pairs += [(t, path if _inside(t.path, path) else t.path) for t in targets]
+            pairs += setup_targets((name, str(worktree.worktree.path)), worktree.setup, self.env)
         common = self._common_dir(name, snapshot.repo)
         if common is not None:
             project_key: CheckKey = (name, None)
             pairs += [(t, common) for t in repository_targets(project_key, common)]
-        gained = self.watcher.update(name, pairs)
         # A file may have changed between this check reading it and its watch starting (at start-up, or
         # when a folder reappears): look once more at every worktree whose watch is new.
-        for key in gained:
+        for key in self.watcher.update(name, pairs):
             self.worker.push(key)
 
     def _common_dir(self, name: str, repo: Path) -> Path | None:
@@ -469,17 +450,20 @@ class Daemon:
 
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def _build_dispatcher(self) -> Dispatcher:
+    def _set_outbox(self, owed: Mapping[str, Sequence[alerts.Alert]]) -> None:
         if self._injected_notifiers is not None:
-            return Dispatcher(self._injected_notifiers)
-        settings = self.config.notifiers
-        return Dispatcher(
-            build_notifiers(
+            notifiers: list[Notifier] = list(self._injected_notifiers)
+        else:
+            settings = self.config.notifiers
+            notifiers = build_notifiers(
                 desktop=settings.desktop,
                 command_argv=settings.command_argv,
                 command_timeout=settings.command_timeout,
             )
-        )
+        outbox = Outbox(notifiers, on_change=self.ledger.save)
+        outbox.restore(owed)
+        self.ledger.outbox = outbox
+        outbox.start()
 
     def _schedule_periodic(self) -> None:
         remind = self.config.remind_after
@@ -492,180 +476,22 @@ def _max_delay(config: Config) -> float:
     return max(2.0, config.debounce * 10)
 
 
-def _outage_rules(
-    project: str,
-    found: list[Finding],
-    views: Mapping[str, DatabaseView],
-    database_ids: Mapping[str, str],
-) -> tuple[list[Finding], Callable[[FindingKey], bool]]:
-    """Findings and scope while a database is failing (SPEC §8: unreachable after N failed polls).
-
-    - never read and failing, not yet reported: no `database_unreachable` yet, and its keys are frozen;
-    - reported down: `database_unreachable` is in scope, the worktree findings it hides stay open.
-    """
-    unread = {g for g, v in views.items() if v.status == "uncertain" and not v.history.reachable}
-    down = {g for g, v in views.items() if v.status == "down"}
-    frozen_ids = {db_id for db_id, g in database_ids.items() if g in unread | down}
-    down_ids = {db_id for db_id, g in database_ids.items() if g in down}
-    kept = [
-        f for f in found if not (f.code == "database_unreachable" and f.database in frozen_ids - down_ids)
-    ]
-
-    def scope(key: FindingKey) -> bool:
-        code, _, database, _, _ = key
-        if database not in frozen_ids:
-            return True
-        return code == "database_unreachable" and database in down_ids
-
-    del project
-    return kept, scope
-
-
-def _finding_fields(finding: Finding, *, with_fix: bool) -> str:
-    fields: list[tuple[str, object]] = [
-        ("code", finding.code),
-        ("severity", finding.severity.value),
-        ("project", finding.project),
-        ("worktree", finding.worktree),
-        ("database", finding.database),
-        ("migration", finding.migration),
-    ]
-    if with_fix:
-        fields += [("message", finding.message), ("fix", finding.fix.headline)]
-    return key_values(fields)
-
-
-def _git_dir_of(worktree: Path, env: Mapping[str, str]) -> Path | None:
-    """The worktree's own git dir: `.git` itself, or where its `.git` file points (no git process)."""
-    dotgit = worktree / ".git"
-    try:
-        if dotgit.is_dir():
-            return dotgit
-        text = dotgit.read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    if text.startswith("gitdir:"):
-        target = Path(text.split(":", 1)[1].strip())
-        return target if target.is_absolute() else (worktree / target).resolve()
-    try:
-        return gitio.git_dir(worktree, env=env)
-    except gitio.GitError:
-        return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-# ------------------------------------------------------------------------------------------ `migwatch run`
-
-
-def run_command(config_path: Path, *, once: bool, verbose: bool, out: TextIO) -> int:
-    """`migwatch run [--once]`: the daemon in the foreground (or one cycle); returns the exit code."""
-    env = dict(os.environ)
-    config = load_config(config_path, env)  # ConfigError: cli prints every line, exit 2
-    state_dir = state_dir_from(env)
-    try:
-        lock = StateLock.acquire(state_dir)
-    except LockError as exc:
-        sys.stderr.write(f"migwatch: {exc}\n")
-        return EXIT_USAGE
-    handler = _configure_logging(config, verbose)
-    try:
-        log.info(
-            "start version=%s pid=%d config=%s state_dir=%s projects=%d%s",
-            __version__,
-            os.getpid(),
-            config.source or config_path,
-            state_dir,
-            len(config.projects),
-            " once=true" if once else "",
-        )
-        if once:
-            return _run_once(config, state_dir, env, out)
-        return _run_forever(config, config_path, state_dir, env, handler, verbose)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-        lock.release()
-
-
-def _run_once(config: Config, state_dir: Path, env: Mapping[str, str], out: TextIO) -> int:
-    daemon = Daemon(config, state_dir=state_dir, env=env, failures_to_report=1)
-    found = daemon.run_once()
-    problems = [f for f in found if f.severity in (Severity.ERROR, Severity.WARNING)]
-    log.info("once findings=%d problems=%d", len(found), len(problems))
-    del out
-    return EXIT_PROBLEMS if problems else EXIT_OK
-
-
-def _run_forever(
-    config: Config,
-    config_path: Path,
-    state_dir: Path,
-    env: Mapping[str, str],
-    handler: logging.Handler,
-    verbose: bool,
-) -> int:
-    events: queue.SimpleQueue[str | int] = queue.SimpleQueue()  # put() is safe in a signal handler
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        del frame
-        events.put(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    systemd = SystemdNotifier(env)
-    interval = systemd.watchdog_interval()
-    pinger = WatchdogPinger(systemd, interval) if interval else None
-    daemon = Daemon(config, state_dir=state_dir, env=env, on_ready=lambda: events.put("ready"))
-    try:
-        daemon.start()
-        if pinger is not None:
-            pinger.start()
-        while True:
-            event = events.get()
-            if event == "ready":
-                systemd.ready(f"watching {len(daemon.config.projects)} project(s)")
-            elif event == signal.SIGHUP:
-                handler = _reload(daemon, config_path, env, handler, verbose)
-            else:
-                log.info("stop signal=%s", signal.Signals(int(event)).name)
-                break
-    finally:
-        systemd.stopping()
-        if pinger is not None:
-            pinger.stop()
-        daemon.stop()
-        for sig, action in previous.items():
-            signal.signal(sig, action)
-        log.info("stopped")
-    return EXIT_OK
-
-
-def _reload(
-    daemon: Daemon, config_path: Path, env: Mapping[str, str], handler: logging.Handler, verbose: bool
-) -> logging.Handler:
-    """SIGHUP: load the config again; an invalid one keeps the running config and logs every error."""
-    try:
-        config = load_config(config_path, env)
-    except ConfigError as exc:
-        for line in exc.lines():
-            log.error("reload failed: %s", line)
-        log.error("reload failed: keeping the running config")
-        return handler
-    if config.log != daemon.config.log:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-        handler = add_file_log(
-            config.log.file or default_log_file(), "debug" if verbose else config.log.level
-        )
-    daemon.reload(config)
-    return handler
-
-
-def _configure_logging(config: Config, verbose: bool) -> logging.Handler:
-    """stderr: warnings (everything with -v); the log file: the configured level (debug with -v)."""
-    configure_stderr(verbose)
-    for existing in logging.getLogger().handlers:
-        existing.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    return add_file_log(config.log.file or default_log_file(), "debug" if verbose else config.log.level)
+def _vanished_finding(project: str, group: str, view: DatabaseView, state: _ProjectState) -> Finding:
+    db = view.ref.id
+    users = sorted(Path(w).name for w, g in state.worktree_groups.items() if g == group)
+    return Finding(
+        code=VANISHED_CODE,
+        severity=Severity.ERROR,
+        project=project,
+        database=db,
+        worktree=None,
+        migration=None,
+        message=(
+            f"the _prisma_migrations table of {db} is gone (used by {', '.join(users) or project}): "
+            "its migration history vanished; open alerts stay open until it is back"
+        ),
+        fix=Fix(
+            steps=(Note("find out who dropped or reset the database before running any migrate command"),),
+            why="without its history Prisma would treat every migration as new",
+        ),
+    )

@@ -84,7 +84,7 @@ class UrlParts:
 def split_url(url: str) -> UrlParts:
     """Split `scheme://user:password@host:port/path?query#fragment`; UrlError (password-free) if invalid."""
     if len(url) > MAX_URL_CHARS:
-        raise UrlError(f"the database URL is {len(url):,} characters long (more than {MAX_URL_CHARS:,})")
+        raise UrlError(f"the database URL is longer than {MAX_URL_CHARS:,} characters: not a database URL")
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
     if not match:
         raise UrlError(f"not a URL: {redact(url)!r}")
@@ -185,7 +185,9 @@ def database_ref(provider: str, url: str, *, relative_to: Path) -> DatabaseRef:
         return DatabaseRef(provider="sqlite", id=f"file:{sqlite_path(url, relative_to)}", url=url)
     if provider == "postgresql":
         if len(url) > MAX_URL_CHARS:
-            raise UrlError(f"the database URL is {len(url):,} characters long (more than {MAX_URL_CHARS:,})")
+            raise UrlError(
+                f"the database URL is longer than {MAX_URL_CHARS:,} characters: not a database URL"
+            )
         if not re.match(r"^postgres(ql)?://", url):
             what = "a key/value connection string " if _KEY_VALUE_DSN.match(url) else ""
             raise UrlError(f"a postgresql datasource needs a postgresql:// URL, got {what}{redact(url)!r}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from migwatch.scrub import MAX_SECRET_CHARS, scrub
+
 # A field is clipped to this many characters (a history row's `logs` can be megabytes long).
 FIELD_LIMIT = 1000
 # A printed command is clipped only beyond this: real paths and names never come near it.
@@ -34,7 +36,8 @@ def visible(text: object, limit: int | None = FIELD_LIMIT) -> str:
     Linear in `limit`, not in the length of `text`: a 10 MB field costs the same as a short one. An
     escape is never cut in half.
     """
-    raw = str(text)
+    # Every password migwatch has seen is removed first (scrub.py): the last line of defence for secrets.
+    raw = scrub(str(text) if limit is None else str(text)[: limit + 1 + MAX_SECRET_CHARS])
     if limit is None:
         return "".join(_escape(character) for character in raw)
     if limit < 1:

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from migwatch.model import GitOrigin, Worktree
+from migwatch.model import Worktree
 
 log = logging.getLogger(__name__)
 
@@ -115,19 +115,6 @@ def names_at(
         log.debug("no %s at %s: %s", folder, ref, exc)
         return None
     return frozenset(name for name in out.split("\0") if name)
-
-
-def find_origin(repo: Path, relpath: str, env: Mapping[str, str] | None = None) -> GitOrigin | None:
-    """The newest commit (any ref) that has `relpath`, with the branches that contain it."""
-    out = run_git(repo, "log", "--all", "-1", "--format=%H%x00%s%x00%cs", "--", relpath, env=env).strip()
-    if not out:
-        return None
-    commit, subject, date = out.split("\0")
-    branches_out = run_git(
-        repo, "branch", "-a", "--contains", commit, "--format=%(refname:short)", env=env, check=False
-    )
-    branches = tuple(b.strip() for b in branches_out.splitlines() if b.strip() and "HEAD" not in b)
-    return GitOrigin(commit=commit, subject=subject, date=date, branches=branches)
 
 
 def file_revisions(

@@ -283,16 +283,24 @@ def removal_reached(
     changes: Sequence[MigrationChange],
     heads: Sequence[str],
     env: Mapping[str, str] | None = None,
+    memo: dict[tuple[str, str], bool] | None = None,
 ) -> MigrationChange | None:
-    """The newest removal (deleted, or renamed away) among `changes` that one of `heads` contains."""
+    """The newest removal (deleted, or renamed away) among `changes` that one of `heads` contains.
+
+    `memo` keeps answers across calls (a squash removes many migrations in one commit).
+    """
+    known = memo if memo is not None else {}
     for change in changes:
         if change.kind not in ("deleted", "renamed") or change.renamed_to == change.name:
             continue
         for head in heads:
-            try:
-                base = run_git(repo, "merge-base", change.commit.sha, head, env=env).strip()
-            except GitError:
-                continue  # unrelated histories, or an unreadable commit: not reached
-            if base == change.commit.sha:
+            key = (change.commit.sha, head)
+            if key not in known:
+                try:
+                    base = run_git(repo, "merge-base", change.commit.sha, head, env=env).strip()
+                except GitError:
+                    base = ""  # unrelated histories, or an unreadable commit: not reached
+                known[key] = base == change.commit.sha
+            if known[key]:
                 return change
     return None

@@ -113,17 +113,40 @@ def read_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> History:
             running = _lock_held(cur)
             if not has_table:
                 return History(database=ref, reachable=True, has_table=False, migration_running=running)
+            # Every column as text: a timestamp Python cannot hold (`infinity`, year 10000, BC) or a value
+            # of an unexpected type is one odd row, never a failed read of the whole table.
             query = sql.SQL(
-                "SELECT id::text, checksum::text, finished_at, migration_name::text, logs::text, "
-                "rolled_back_at, started_at, applied_steps_count::text FROM {}.{} ORDER BY started_at"
-            ).format(sql.Identifier(ref.schema), sql.Identifier(TABLE))
+                "SELECT id::text, checksum::text, {finished}, migration_name::text, logs::text, "
+                "{rolled_back}, {started}, applied_steps_count::text FROM {}.{} ORDER BY started_at"
+            ).format(
+                sql.Identifier(ref.schema),
+                sql.Identifier(TABLE),
+                finished=_epoch_ms("finished_at"),
+                rolled_back=_epoch_ms("rolled_back_at"),
+                started=_epoch_ms("started_at"),
+            )
             cur.execute(query)
             rows = tuple(_row(values) for values in cur.fetchall())
-    except psycopg.OperationalError as exc:
-        raise HistoryError(f"lost connection to {ref.id}: {driver_message(exc)}") from None
     except psycopg.Error as exc:
-        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {driver_message(exc)}") from None
+        raise _read_error(exc, ref) from None
     return History(database=ref, reachable=True, has_table=True, rows=rows, migration_running=running)
+
+
+def _epoch_ms(column: str) -> sql.Composable:
+    # Milliseconds since the epoch as text; `Infinity`/`-Infinity` for the infinite timestamps.
+    return sql.SQL("(extract(epoch FROM {}) * 1000)::text").format(sql.Identifier(column))
+
+
+def _read_error(exc: psycopg.Error, ref: DatabaseRef) -> HistoryError:
+    """The one line a failed read becomes: a lost connection, a missing privilege, anything else."""
+    if isinstance(exc, psycopg.OperationalError):
+        return HistoryError(f"lost connection to {ref.id}: {driver_message(exc)}")
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        role = getattr(exc.diag, "message_primary", None) or driver_message(exc)
+        return HistoryError(
+            f"the database role lacks the SELECT privilege on {ref.schema}.{TABLE} in {ref.id} ({role})"
+        )
+    return HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {driver_message(exc)}")
 
 
 def migration_running(conn: psycopg.Connection[Any]) -> bool:
@@ -157,10 +180,8 @@ def fingerprint_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> str
                 return "no-table"
             cur.execute(query)
             row = cur.fetchone()
-    except psycopg.OperationalError as exc:
-        raise HistoryError(f"lost connection to {ref.id}: {driver_message(exc)}") from None
     except psycopg.Error as exc:
-        raise HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {driver_message(exc)}") from None
+        raise _read_error(exc, ref) from None
     return f"{row[0]}:{row[1]}" if row else "empty"
 
 
@@ -177,9 +198,12 @@ def sqlite_file(ref: DatabaseRef) -> Path:
 def connect_sqlite(path: Path) -> sqlite3.Connection:
     """Open an existing SQLite file read-only (`mode=ro`: never creates or writes it)."""
     try:
-        return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2.0)
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2.0)
     except sqlite3.Error as exc:
         raise HistoryError(f"cannot open {path}: {exc}") from None
+    # Text that is not valid UTF-8 is read losslessly (surrogate escapes), never a failed read.
+    conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    return conn
 
 
 def read_sqlite(ref: DatabaseRef) -> History:
@@ -245,7 +269,7 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return value.decode("utf-8", "surrogateescape")
     return str(value)
 
 
@@ -257,30 +281,44 @@ def _int(value: Any) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
+LATEST = datetime.max.replace(tzinfo=timezone.utc)  # `infinity`, or after year 9999
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)  # `-infinity`, or before year 1 (BC)
+_NUMERIC = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_INFINITE = {"infinity": LATEST, "+infinity": LATEST, "-infinity": EARLIEST}
 
 
 def parse_timestamp(value: Any) -> datetime | None:
     """Timestamps as Prisma stores them: timestamptz, integer milliseconds (SQLite), RFC 3339 text.
 
-    A value that is present but unreadable still means "set" (it is not NULL), so it maps to the epoch.
+    A value that is present but unreadable still means "set" (it is not NULL), so it maps to the epoch;
+    one beyond what Python can hold (`infinity`, year 10000, BC) maps to the nearest end of its range.
     """
     if value is None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMERIC.match(value.strip())):
-        try:
-            return datetime.fromtimestamp(float(value) / 1000.0, tz=timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return _EPOCH
-    text = _text(value) or ""
-    text = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    if isinstance(value, bool):
+        return _EPOCH
+    text = value if isinstance(value, (int, float)) else (_text(value) or "").strip()
+    if isinstance(text, str) and text.lower() in _INFINITE:
+        return _INFINITE[text.lower()]
+    if isinstance(text, (int, float)) or _NUMERIC.match(text):
+        return _from_milliseconds(float(text))
+    text = text.replace("Z", "+00:00").replace("z", "+00:00")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return _EPOCH
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _from_milliseconds(milliseconds: float) -> datetime:
+    if milliseconds != milliseconds:  # NaN
+        return _EPOCH
+    try:
+        return datetime.fromtimestamp(milliseconds / 1000.0, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return LATEST if milliseconds > 0 else EARLIEST
 
 
 def driver_message(exc: BaseException) -> str:

@@ -1,22 +1,35 @@
-"""Logging, configured once by `cli.main`: stderr for the user, a rotating file for the daemon."""
+"""Logging, configured once by `cli.main`: stderr for the user, a rotating file for the daemon.
+
+The daemon's file handler never raises: a full disk, a deleted or rotated file or folder, a file made
+read-only — each event still goes somewhere (the file once it can be re-opened, stderr meanwhile, with
+one warning per outage), and Python's "--- Logging error ---" traceback never appears.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import stat
+import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from migwatch.display import COMMAND_LIMIT, FIELD_LIMIT, visible
+from migwatch.scrub import scrub
 
-# platformdirs and logging.handlers are imported where they are used: `configure_stderr` runs for
-# every command, including `migwatch guard`, which must start in tens of milliseconds.
+# platformdirs is imported where it is used: `configure_stderr` runs for every command, including
+# `migwatch guard`, which must start in tens of milliseconds.
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 LOG_NAME = "migwatch.log"
+PRIVATE_FILE = 0o600  # log, state, lock, internal errors: paths, URLs and alert history (issue 16)
+PRIVATE_DIR = 0o700
 
 
 class _VisibleFormatter(logging.Formatter):
@@ -27,7 +40,7 @@ class _VisibleFormatter(logging.Formatter):
         saved = record.msg, record.args
         record.msg, record.args = visible(record.getMessage(), COMMAND_LIMIT), None
         try:
-            return super().format(record)
+            return scrub(super().format(record))  # the traceback part too
         finally:
             record.msg, record.args = saved
 
@@ -61,17 +74,202 @@ def internal_error_log() -> Path:
     return default_log_dir() / "internal-errors.log"
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) as 0700 whatever the umask; an existing folder is left as is
+    unless migwatch created it. Raises OSError."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        with contextlib.suppress(OSError):
+            os.chmod(created, PRIVATE_DIR)
+    return path
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
+    """`os.open` a file that is created 0600 whatever the umask (its folder 0700); raises OSError."""
+    private_dir(path.parent)
+    fd = os.open(path, flags | os.O_CLOEXEC, PRIVATE_FILE)
+    with contextlib.suppress(OSError):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:  # never a device or a FIFO someone pointed us at
+            os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
+def append_private(path: Path, text: str) -> None:
+    """Append `text` to a private (0600) file; raises OSError."""
+    fd = open_private(path)
+    try:
+        os.write(fd, text.encode("utf-8", "backslashreplace"))
+    finally:
+        os.close(fd)
+
+
 def configure_stderr(verbose: bool) -> None:
     """Warnings (or debug with -v) to stderr, for the one-shot commands."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler()
+    handler = SafeStreamHandler(sys.stderr)
     handler.setFormatter(_VisibleFormatter("migwatch: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     for noisy in ("watchdog", "apscheduler", "git", "asyncio", "desktop_notifier", "psycopg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class SafeStreamHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that never prints a "--- Logging error ---" traceback (a closed pipe, a name
+    that is not valid UTF-8): the record is written with escapes, or dropped."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            stream = self.stream
+            stream.write(_encodable(text, stream) + self.terminator)
+            stream.flush()
+        except Exception:  # nowhere left to report it
+            pass
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        del record
+
+
+def _encodable(text: str, stream: TextIO) -> str:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    return text
+
+
+class ResilientFileHandler(logging.Handler):
+    """A size-rotating log file (0600 in a 0700 folder) that never raises.
+
+    Before each record it checks that the file it holds is still the one at `path` (deleted, moved by
+    logrotate, its folder removed): if not, it opens `path` again, re-creating the folder. When the file
+    cannot be written (full disk, read-only), records go to `fallback` (stderr) with one warning, and
+    the file is tried again on the next record (at most once per `retry_every` seconds).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 5_000_000,
+        backups: int = 5,
+        fallback: TextIO | None = None,
+        retry_every: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.retry_every = retry_every
+        self._fallback = fallback
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+        self._failing_since: float | None = None
+        self._next_try = 0.0
+        self._io_lock = threading.Lock()
+
+    def open(self) -> None:
+        """Open (or create) the file now; raises OSError (start-up reports it as the user's to fix)."""
+        with self._io_lock:
+            self._reopen()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+        except Exception:
+            return
+        with self._io_lock:
+            problem = self._write(data)
+        if problem is not None:
+            self._to_fallback(data, problem)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        del record
+
+    def close(self) -> None:
+        with self._io_lock:
+            self._close_fd()
+        super().close()
+
+    # -- internals (with _io_lock held) --------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> str | None:
+        now = time.monotonic()
+        if self._failing_since is not None and now < self._next_try:
+            return "still failing"
+        try:
+            if self._fd is None or not self._same_file():
+                self._reopen()
+            assert self._fd is not None
+            info = os.fstat(self._fd)
+            if self.max_bytes and stat.S_ISREG(info.st_mode) and info.st_size + len(data) > self.max_bytes:
+                self._rotate()
+            os.write(self._fd, data)
+        except OSError as exc:
+            self._close_fd()
+            self._next_try = now + self.retry_every
+            first = self._failing_since is None
+            if first:
+                self._failing_since = now
+            return (
+                f"cannot write the log file {self.path}: {exc.strerror or exc}" if first else "still failing"
+            )
+        if self._failing_since is not None:
+            self._failing_since = None
+            self._fallback_write(f"migwatch: the log file {self.path} is written again\n")
+        return None
+
+    def _same_file(self) -> bool:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == self._identity
+
+    def _reopen(self) -> None:
+        self._close_fd()
+        fd = open_private(self.path)
+        stat = os.fstat(fd)
+        self._fd, self._identity = fd, (stat.st_dev, stat.st_ino)
+
+    def _rotate(self) -> None:
+        self._close_fd()
+        for index in range(self.backups - 1, 0, -1):
+            source = Path(f"{self.path}.{index}")
+            if source.exists():
+                os.replace(source, Path(f"{self.path}.{index + 1}"))
+        if self.backups > 0:
+            os.replace(self.path, Path(f"{self.path}.1"))
+        else:
+            os.truncate(self.path, 0)
+        self._reopen()
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._identity = None, None
+
+    # -- fallback ------------------------------------------------------------------------------------------
+
+    def _to_fallback(self, data: bytes, problem: str) -> None:
+        if problem != "still failing":
+            self._fallback_write(f"migwatch: warning: {problem}; logging to stderr until it works again\n")
+        self._fallback_write(data.decode("utf-8", "replace"))
+
+    def _fallback_write(self, text: str) -> None:
+        stream = self._fallback if self._fallback is not None else sys.stderr
+        with contextlib.suppress(Exception):
+            stream.write(_encodable(text, stream))
+            stream.flush()
 
 
 def add_file_log(
@@ -82,16 +280,12 @@ def add_file_log(
     backups: int = 5,
     logger: logging.Logger | None = None,
 ) -> logging.Handler:
-    """A rotating, one-line-per-event log file (UTC timestamps) on `logger` (default: the root logger).
+    """A rotating, one-line-per-event log file (UTC timestamps, 0600) on `logger` (default: the root
+    logger); returns the handler to remove later.
 
-    Returns the handler to remove later.
-    """
-    import logging.handlers
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-    )
+    Raises OSError when the file cannot be opened at all (the caller says so in one line, exit 2)."""
+    handler = ResilientFileHandler(path, max_bytes=max_bytes, backups=backups)
+    handler.open()
     handler.setFormatter(_UTCFormatter(LOG_FORMAT, DATE_FORMAT))
     handler.setLevel(getattr(logging, level.upper(), logging.INFO))
     target = logger or logging.getLogger()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from migwatch import shellquote
+from migwatch.display import visible
 
 
 class Severity(str, enum.Enum):
@@ -147,28 +149,17 @@ class PrismaSetup:
     missing_variables: tuple[str, ...] = ()  # variables the URL needs that are not set anywhere tried
 
 
-@dataclass(frozen=True)
-class GitOrigin:
-    """Where git has a migration folder that no worktree has: its newest commit and the branches with it."""
-
-    commit: str
-    subject: str
-    date: str
-    branches: tuple[str, ...]
-
-
-_SQL_REFUSED = frozenset(chr(n) for n in range(32) if chr(n) not in "\t\n\r") | {"\x7f"}
-
-
 def sql_literal(text: str) -> str:
-    """`'it''s'`: a standard SQL string literal (quotes doubled); ValueError for NUL and control characters.
+    """`'it''s'`: a standard SQL string literal (quotes doubled); ValueError for characters it cannot show.
 
-    A printed statement must touch exactly the row it names, so text that no SQL literal can
-    carry faithfully (NUL) or that a terminal would not show (control characters) is refused.
+    A printed statement must touch exactly the row it names, so text that no SQL literal can carry
+    faithfully (NUL, bytes that are not UTF-8) or that the output edge would show escaped (control,
+    bidi and other invisible characters: the statement a person copies would name another row) is
+    refused.
     """
-    bad = sorted({c for c in text if c in _SQL_REFUSED})
+    bad = sorted({c for c in text if visible(c, None) != c})
     if bad:
-        raise ValueError(f"refusing to put control characters {bad!r} into an SQL literal")
+        raise ValueError(f"refusing to put invisible characters {bad!r} into an SQL literal")
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -182,12 +173,16 @@ class Command:
     comment: str | None = None  # rendered after the command as `  # comment`
 
     def render(self) -> str:
-        """`cd '/a b' && npx prisma migrate deploy  # comment`: safe to paste for any argv."""
-        parts = [shlex.join(self.argv), *(shlex.join(argv) for argv in self.then)]
+        """`cd '/a b' && npx prisma migrate deploy  # comment`: safe to paste for any argv.
+
+        Quoting is shellquote's (`shlex.quote`, or `$'…'` for invisible characters), so the line is
+        shown exactly as it runs; the comment is kept on the line (display.visible).
+        """
+        parts = [shellquote.join(self.argv), *(shellquote.join(argv) for argv in self.then)]
         if self.cwd is not None:
-            parts.insert(0, f"cd {shlex.quote(str(self.cwd))}")
+            parts.insert(0, f"cd {shellquote.quote(str(self.cwd))}")
         line = " && ".join(parts)
-        return f"{line}  # {self.comment}" if self.comment else line
+        return f"{line}  # {visible(self.comment, None)}" if self.comment else line
 
 
 @dataclass(frozen=True)

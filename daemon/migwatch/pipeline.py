@@ -19,10 +19,14 @@ from migwatch.checksum import checksum_matches, checksum_variants
 from migwatch.config import Config, ProjectConfig
 from migwatch.conflictsql import gather_conflict_sql
 from migwatch.discovery import discover_worktree, is_ignored, schema_files
+from migwatch.gitindex import SHARED_CACHE, GitIndexCache
 from migwatch.history import read_history
+from migwatch.locating import shared_elsewhere, whereabouts_of
 from migwatch.migrations import ChecksumCache, conflict_lines, read_folder
-from migwatch.model import DatabaseRef, Finding, GitOrigin, History, Worktree
+from migwatch.model import DatabaseRef, Finding, History, Worktree
 from migwatch.report import DatabaseSummary, ProjectReport, StatusReport, WorktreeSummary
+from migwatch.runner import PrismaRunner
+from migwatch.scripts import package_manager, prisma_scripts
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,14 @@ def snapshot_worktree(
         schema_markers=tuple(markers),
         schema_text="\n".join(text for _, text in texts),
         client_schema=generated_client_schema(setup.package_dir, worktree.path, texts),
+        runner=project_runner(worktree.path, setup.package_dir),
     )
+
+
+def project_runner(worktree: Path, package_dir: Path) -> PrismaRunner:
+    """How fixes run Prisma here: the package.json scripts that run it and the package manager."""
+    manager, _ = package_manager(worktree, package_dir)
+    return PrismaRunner(package_dir, manager, tuple(prisma_scripts(worktree, package_dir)))
 
 
 _GENERATOR = re.compile(r"^\s*generator\s+\w+\s*\{(?P<body>.*?)^\s*\}", re.S | re.M)
@@ -176,24 +187,15 @@ def snapshot_project(
 
 
 def gather_evidence(
-    project: diagnose.ProjectSnapshot, request: diagnose.EvidenceRequest, env: Mapping[str, str]
+    project: diagnose.ProjectSnapshot,
+    verdicts: Sequence[diagnose.WorktreeVerdict],
+    env: Mapping[str, str],
+    index_cache: GitIndexCache | None = None,
 ) -> diagnose.Evidence:
     """Ask git exactly what the findings need (nothing when all is well)."""
+    request = diagnose.evidence_needed(project, verdicts)
+    cache = index_cache if index_cache is not None else SHARED_CACHE
     by_path = {s.worktree.path: s for s in project.worktrees}
-    committed: dict[Path, frozenset[str]] = {}
-    for path in request.committed:
-        snapshot = by_path[path]
-        rel = _rel(snapshot.setup.migrations_dir, path)
-        names = gitio.names_at(path, "HEAD", rel, env=env) if rel else None
-        committed[path] = names or frozenset()
-    origins: dict[str, GitOrigin | None] = {}
-    for name, rel in request.origins:
-        try:
-            origin = gitio.find_origin(project.repo, f"{rel}/{name}" if rel else name, env=env)
-        except gitio.GitError as exc:
-            log.debug("cannot search git for %s: %s", name, exc)
-            origin = None
-        origins[name] = origin
     restores: dict[tuple[Path, str], diagnose.Restore] = {}
     for path, name, stored in request.restores:
         snapshot = by_path[path]
@@ -216,8 +218,8 @@ def gather_evidence(
             pass
     conflict = gather_conflict_sql(project, request, env)
     return diagnose.Evidence(
-        committed=committed,
-        origins=origins,
+        whereabouts=whereabouts_of(project, verdicts, env, cache),
+        shared=shared_elsewhere(project, verdicts, env, cache),
         restores=restores,
         tracked_sql=tracked,
         empty_folders=frozenset(empty),
@@ -253,11 +255,17 @@ def _restore(worktree: Path, rel: str, stored: str, env: Mapping[str, str]) -> d
 
 
 def diagnose_project(
-    snapshot: diagnose.ProjectSnapshot, env: Mapping[str, str], now: datetime
+    snapshot: diagnose.ProjectSnapshot,
+    env: Mapping[str, str],
+    now: datetime,
+    index_cache: GitIndexCache | None = None,
 ) -> tuple[list[diagnose.WorktreeVerdict], list[Finding]]:
-    """Analyse, gather evidence for what was found, and produce findings."""
+    """Analyse, gather evidence for what was found, and produce findings.
+
+    `index_cache`: the git history index cache (default: the process's; the daemon keeps one alive).
+    """
     verdicts = diagnose.analyse(snapshot)
-    evidence = gather_evidence(snapshot, diagnose.evidence_needed(snapshot, verdicts), env)
+    evidence = gather_evidence(snapshot, verdicts, env, index_cache)
     return verdicts, diagnose.findings(snapshot, verdicts, evidence, now)
 
 
@@ -287,6 +295,7 @@ def project_report(
     for verdict in verdicts:
         setup = verdict.snapshot.setup
         wt = setup.worktree
+        state = diagnose.worktree_state(verdict)
         worktrees.append(
             WorktreeSummary(
                 path=wt.path,
@@ -298,9 +307,10 @@ def project_report(
                 or (str(setup.migrations_dir) if setup.migrations_dir else None),
                 database=setup.database.id if setup.database else None,
                 prisma_version=".".join(str(n) for n in setup.prisma_version),
-                local=len(verdict.snapshot.folder.migrations) if verdict.snapshot.folder else 0,
-                applied_here=verdict.applied_here,
-                state=diagnose.worktree_state(verdict),
+                local=len(verdict.snapshot.folder.migrations) if verdict.snapshot.folder else None,
+                applied_here=None if state == "unknown" else verdict.applied_here,
+                state=state,
+                database_from=setup.url_from,
             )
         )
     return ProjectReport(

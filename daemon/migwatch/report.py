@@ -35,9 +35,10 @@ class WorktreeSummary:
     migrations_dir: str | None
     database: str | None
     prisma_version: str
-    local: int
-    applied_here: int
+    local: int | None  # None: the migrations folder was not read (the worktree cannot be checked)
+    applied_here: int | None  # None: the database's history is not known for this worktree
     state: str
+    database_from: str | None = None  # which datasource URL migrate uses, and where its value came from
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def to_json(report: StatusReport) -> dict[str, Any]:
                         "local": w.local,
                         "applied_here": w.applied_here,
                         "state": w.state,
+                        "database_from": w.database_from,
                     }
                     for w in p.worktrees
                 ],
@@ -156,8 +158,9 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
                 state = "no _prisma_migrations table"
             latest = f", latest {visible(database.latest)}" if database.latest else ""
             failed = f", {database.failed} failed" if database.failed else ""
+            read = _read_through(project.worktrees, database.id)
             lines.append(
-                f"  database {visible(database.id)}: {state}, {database.applied} applied{failed}{latest}"
+                f"  database {visible(database.id)}: {state}, {database.applied} applied{failed}{latest}{read}"
             )
         if project.worktrees:
             lines += _worktree_table(project.worktrees, paint)
@@ -178,6 +181,14 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read_through(worktrees: tuple[WorktreeSummary, ...], database: str) -> str:
+    """`, read through directUrl = env("DIRECT_URL") of schema.prisma`: the setting migrate uses."""
+    settings = dict.fromkeys(
+        w.database_from.split(", ", 1)[0] for w in worktrees if w.database == database and w.database_from
+    )
+    return f", read through {visible('; '.join(settings))}" if settings else ""
+
+
 def _worktree_table(worktrees: tuple[WorktreeSummary, ...], paint: Callable[[str, str], str]) -> list[str]:
     """One row per worktree; every cell made visible first, so no name can add a row or a column."""
     headers = ("WORKTREE", "BRANCH", "STATE", "LOCAL", "APPLIED", "PRISMA")
@@ -186,8 +197,8 @@ def _worktree_table(worktrees: tuple[WorktreeSummary, ...], paint: Callable[[str
             visible(w.path.name),
             visible(w.branch) if w.branch else "(detached)",
             w.state,
-            str(w.local),
-            str(w.applied_here),
+            "-" if w.local is None else str(w.local),
+            "-" if w.applied_here is None else str(w.applied_here),
             visible(w.prisma_version),
         )
         for w in worktrees

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timezone
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -38,11 +38,10 @@ from migwatch.history import (
 )
 from migwatch.logsetup import quote_value
 from migwatch.model import DatabaseRef, History
+from migwatch.outage import FAILURES_TO_REPORT, DbStatus, status_after
 
 log = logging.getLogger(__name__)
 
-DbStatus = Literal["ok", "uncertain", "down"]
-FAILURES_TO_REPORT = 3
 MAX_BACKOFF = 30.0
 POLL_WORKERS = 4
 # libpq's minimum; a daemon must not hang on a dead host for long.
@@ -60,6 +59,8 @@ class DatabaseView:
     status: DbStatus
     lock_held: bool  # a Prisma migrate command holds the advisory lock
     failures: int = 0
+    ever_read: bool = False  # a history was read at least once in this run
+    vanished: bool = False  # the history table was there earlier in this run and is gone now
 
 
 class _Database:
@@ -76,6 +77,8 @@ class _Database:
         self.error: str | None = None
         self.next_attempt = 0.0
         self.polled = False
+        self.ever_read = False
+        self.had_table = False
 
     def close(self) -> None:
         if self.conn is not None:
@@ -130,17 +133,36 @@ class Poller:
             for job_id in self._periodic:
                 self._add_periodic(job_id)
 
-    def shutdown(self) -> None:
-        """Stop the scheduler (waiting for a running poll) and close every connection."""
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop the scheduler and close every connection, within about `timeout` seconds.
+
+        A poll blocked in the database (a locked table) is cancelled server-side first, so stopping
+        never waits for a statement timeout.
+        """
+        deadline = time.monotonic() + timeout
         with self._lock:
             scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.shutdown(wait=True)
-        with self._lock:
             databases = list(self._databases.values())
+        self.cancel_running()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+            _join_pool(scheduler, max(0.1, deadline - time.monotonic()))
         for database in databases:
-            with database.mutex:
-                database.close()
+            if database.mutex.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                try:
+                    database.close()
+                finally:
+                    database.mutex.release()
+
+    def cancel_running(self) -> None:
+        """Cancel every statement running on the poller's connections (from any thread)."""
+        with self._lock:
+            connections = [d.conn for d in self._databases.values() if d.conn is not None]
+        for conn in connections:
+            try:
+                conn.cancel_safe(timeout=1.0)
+            except (psycopg.Error, OSError):
+                log.debug("cancelling a statement failed", exc_info=True)
 
     def set_interval(self, interval: float) -> None:
         """Change the poll interval (config reload)."""
@@ -279,6 +301,10 @@ class Poller:
             database.polled = True
             try:
                 self._poll_once(database)
+                database.ever_read = True
+                database.had_table = database.had_table or bool(
+                    database.history and database.history.has_table
+                )
             except HistoryError as exc:
                 self._failed(database, str(exc), now)
             else:
@@ -338,14 +364,12 @@ class Poller:
 
     def _view(self, database: _Database) -> DatabaseView:
         failures = database.failures
-        if failures >= self.failures_to_report:
-            status: DbStatus = "down"
+        status: DbStatus = status_after(failures, self.failures_to_report)
+        if status == "down":
             history = _unreachable(database.ref, database.error or "unreachable")
-        elif failures:
-            status = "uncertain"
+        elif status == "uncertain":
             history = database.history or _unreachable(database.ref, database.error or "unreachable")
         else:
-            status = "ok"
             history = database.history or _unreachable(database.ref, "not polled yet")
         return DatabaseView(
             ref=database.ref,
@@ -353,6 +377,8 @@ class Poller:
             status=status,
             lock_held=database.lock_held and status == "ok",
             failures=failures,
+            ever_read=database.ever_read,
+            vanished=status == "ok" and database.had_table and history.reachable and not history.has_table,
         )
 
     def _get(self, group: str) -> _Database | None:
@@ -367,6 +393,16 @@ def _differs(before: DatabaseView, after: DatabaseView) -> bool:
         return True
     # Recovering from a failure the poll never reported (`uncertain` → `ok`) changes nothing by itself.
     return before.history.rows != after.history.rows or before.history.has_table != after.history.has_table
+
+
+def _join_pool(scheduler: BackgroundScheduler, timeout: float) -> None:
+    """Wait for the poll threads to finish (they are cancelled; they do not wait for a timeout)."""
+    executor = scheduler._executors.get("default")
+    pool = getattr(executor, "_pool", None)
+    threads = list(getattr(pool, "_threads", ()))
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _unreachable(ref: DatabaseRef, error: str) -> History:

@@ -8,6 +8,7 @@ that a URL parser could not find (a mangled URL, a driver message, a path) is st
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -27,7 +28,9 @@ def remember_secret(secret: str | None) -> None:
     """Add a password (and its percent-encoded and -decoded spellings) to the scrub list."""
     if not secret:
         return
-    spellings = {secret, unquote(secret), quote(secret, safe=""), quote(unquote(secret), safe="")}
+    plain = {secret, unquote(secret), quote(secret, safe=""), quote(unquote(secret), safe="")}
+    # As they appear inside JSON strings too (the state file, `status --json`, a command notifier's stdin).
+    spellings = plain | {json.dumps(s, ensure_ascii=ascii)[1:-1] for s in plain for ascii in (True, False)}
     fresh = {s for s in spellings if MIN_SECRET_CHARS <= len(s) <= MAX_SECRET_CHARS and s != MASK}
     global _pattern
     with _lock:

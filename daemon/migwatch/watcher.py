@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirModifiedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileModifiedEvent,
@@ -37,13 +39,17 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from migwatch.logsetup import quote_value
+from migwatch.watchtargets import WatchTarget
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 
-# Only changes: opening or reading a file (our own checks do that) must never queue a check.
+# Only changes: opening or reading a file (our own checks do that) must never queue a check. Attribute
+# changes count: `chmod 000` makes a migration unreadable without touching its content.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
+    FileAttribEvent,
+    DirAttribEvent,
     FileCreatedEvent,
     DirCreatedEvent,
     FileDeletedEvent,
@@ -53,7 +59,7 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileMovedEvent,
     DirMovedEvent,
 ]
-_CHANGE_TYPES = frozenset({"created", "deleted", "modified", "moved"})
+_CHANGE_TYPES = frozenset({"created", "deleted", "modified", "moved", "attrib"})
 
 
 # ------------------------------------------------------------------------------------------ debouncing
@@ -193,54 +199,6 @@ class CheckWorker(Generic[K]):
 
 
 # ------------------------------------------------------------------------------------------- watching
-
-
-@dataclass(frozen=True)
-class WatchTarget(Generic[K]):
-    """One thing to watch: events under `path` whose name matches `names` (None: any) queue `key`.
-
-    A `recursive` target sees its whole tree; a non-recursive one only the folder's direct entries.
-    """
-
-    key: K
-    path: Path
-    recursive: bool = False
-    names: frozenset[str] | None = None  # fnmatch patterns of entry names
-
-
-def worktree_targets(
-    key: K,
-    *,
-    worktree: Path,
-    package_dir: Path | None,
-    schema_path: Path | None,
-    migrations_dir: Path | None,
-    git_dir: Path | None,
-) -> list[WatchTarget[K]]:
-    """What a worktree's check depends on: its migrations (recursive), schema, `.env`/config files, HEAD."""
-    targets: list[WatchTarget[K]] = []
-    if migrations_dir is not None:
-        targets.append(WatchTarget(key, migrations_dir, recursive=True))
-    if schema_path is not None:
-        if schema_path.suffix == ".prisma":
-            targets.append(WatchTarget(key, schema_path.parent, names=frozenset({"*.prisma", ".env"})))
-        else:  # a schema folder (several .prisma files)
-            targets.append(WatchTarget(key, schema_path, recursive=True))
-    config_names = frozenset({".env", "package.json", "prisma.config.*", "prisma7.config.*"})
-    if package_dir is not None:
-        targets.append(WatchTarget(key, package_dir, names=config_names))
-        config_dir = package_dir / ".config"
-        targets.append(WatchTarget(key, config_dir, names=frozenset({"prisma.*", "prisma7.*"})))
-    if package_dir != worktree:
-        targets.append(WatchTarget(key, worktree, names=frozenset({".env", "package.json"})))
-    if git_dir is not None:
-        targets.append(WatchTarget(key, git_dir, names=frozenset({"HEAD"})))
-    return targets
-
-
-def repository_targets(key: K, common_dir: Path) -> list[WatchTarget[K]]:
-    """`$GIT_COMMON_DIR/worktrees/`: `git worktree add/remove` changes it."""
-    return [WatchTarget(key, common_dir / "worktrees")]
 
 
 class ObserverFactory(Protocol):

@@ -40,6 +40,7 @@ class Whereabouts:
     holder: Holder | None = None  # uncommitted: where it is
     removal: MigrationChange | None = None  # removed / removed_here: the commit that removed it
     successors: tuple[str, ...] = ()  # renamed or squashed into these (their SQL holds this one's)
+    successor_ref: str | None = None  # a ref whose tip has the successors (to merge when this lacks them)
     note: str | None = None  # why the origin is not (fully) known
 
 
@@ -76,6 +77,26 @@ def successors_of(removal: MigrationChange, blobs: Mapping[str, str]) -> tuple[s
     return tuple(name for name, blob in removal.added_with if sql_contains(blobs.get(blob, ""), old))
 
 
+def _removal(
+    kind: WhereKind,
+    index: MigrationIndex,
+    removal: MigrationChange,
+    migrations_dir: str,
+    base_branch: str | None,
+    blobs: Mapping[str, str] | None,
+) -> Whereabouts:
+    successors = successors_of(removal, blobs or {})
+    having = (
+        [t for t in index.tips_with(migrations_dir, successors[0]) if t.kind != "worktree"]
+        if successors
+        else []
+    )
+    ranked = _ranked(having, base_branch, ())
+    return Whereabouts(
+        kind, removal=removal, successors=successors, successor_ref=ranked[0].name if ranked else None
+    )
+
+
 def locate(
     index: MigrationIndex,
     name: str,
@@ -97,9 +118,7 @@ def locate(
     if worktree.head and name in index.names_at(worktree.head, migrations_dir):
         return Whereabouts("restore")
     if removed_upstream is not None:
-        return Whereabouts(
-            "removed_here", removal=removed_upstream, successors=successors_of(removed_upstream, blobs or {})
-        )
+        return _removal("removed_here", index, removed_upstream, migrations_dir, base_branch, blobs)
     own = {str(worktree.path)}
     tips = [t for t in index.tips_with(migrations_dir, name) if t.ref not in own]
     if tips:
@@ -115,6 +134,6 @@ def locate(
         c for c in index.history_of(name) if c.kind in ("deleted", "renamed") and c.renamed_to != name
     ]
     if removals:
-        return Whereabouts("removed", removal=removals[0], successors=successors_of(removals[0], blobs or {}))
+        return _removal("removed", index, removals[0], migrations_dir, base_branch, blobs)
     note = "the clone is shallow: history before its cut-off was not searched" if index.shallow else None
     return Whereabouts("gone", note=note)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from tests.support.pg import PgServer
+
 Step = tuple[str, str]  # (label, migration.sql text)
 _schemas = itertools.count()
 
@@ -81,6 +83,26 @@ def apply_pg(connect: Callable[[], psycopg.Connection[tuple[object, ...]]], step
         for query in _PG_SNAPSHOT:
             rows.update(tuple(r) for r in conn.execute(query, {"s": schema}).fetchall())
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    return Applied(failed_at, error, frozenset(rows))
+
+
+def apply_pg_database(server: PgServer, steps: Sequence[Step]) -> Applied:
+    """Run the steps in a database of their own (real migrations may name the `public` schema)."""
+    name = server.create_database()
+    try:
+        with server.admin_connect(name) as conn:
+            failed_at = error = None
+            for label, text in steps:
+                try:
+                    conn.execute(text.encode())
+                except psycopg.Error as exc:
+                    failed_at, error = label, str(exc).splitlines()[0]
+                    break
+            rows: set[tuple[object, ...]] = set()
+            for query in _PG_SNAPSHOT:
+                rows.update(tuple(r) for r in conn.execute(query, {"s": "public"}).fetchall())
+    finally:
+        server.drop_database(name)
     return Applied(failed_at, error, frozenset(rows))
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from migwatch import diagnose
-from migwatch.diagnose import Evidence, ProjectSnapshot, Restore, WorktreeSnapshot
+from migwatch.diagnose import AppliedSql, Evidence, ProjectSnapshot, Restore, WorktreeSnapshot
+from migwatch.migindex import Commit, MigrationChange, RefTip
 from migwatch.model import (
     DatabaseRef,
-    GitOrigin,
     History,
     HistoryRow,
     LocalMigration,
@@ -27,6 +27,7 @@ from migwatch.model import (
     Worktree,
 )
 from migwatch.report import ProjectReport, StatusReport, render_text
+from migwatch.whereabouts import Holder, Whereabouts, WhereKind
 
 NOW = datetime(2026, 11, 29, 6, 0, 0, tzinfo=timezone.utc)
 ROOT = Path("/home/dev/Americano")
@@ -133,6 +134,20 @@ DETACHED = worktree("Americano-detached", None)
 HOSTILE = worktree("Americano-$(touch pwned) it's", "feat/$(id)'x")
 
 
+REMOVING = Commit(
+    "c0ffee0123456789abcdef0123456789abcdef01", 1759400000, "Ada Lovelace", "chore: tidy migrations"
+)
+
+
+def _where(
+    tree: Worktree, name: str, kind: Whereabouts | WhereKind, also: Worktree | None = None, **fields: Any
+) -> Evidence:
+    """Evidence that the git index placed one migration the worktree (and `also`) is behind on."""
+    where = kind if isinstance(kind, Whereabouts) else Whereabouts(kind, **fields)
+    trees = [tree, *([also] if also else [])]
+    return Evidence(whereabouts={(t.path, name): where for t in trees})
+
+
 def _cases() -> dict[str, tuple[ProjectSnapshot, Evidence]]:
     both = [row(INIT), row(SECOND)]
     none = Evidence()
@@ -187,7 +202,33 @@ def _cases() -> dict[str, tuple[ProjectSnapshot, Evidence]]:
                     MAIN, [INIT], notes=("computed schema path in prisma.config.ts; assumed the default",)
                 ),
                 member(EPIC3, [INIT], problem="no Prisma schema found (looked in prisma/schema.prisma)"),
-                member(EPIC5, [INIT], problem="DATABASE_URL is not set (looked in .env)"),
+                member(
+                    EPIC5,
+                    [INIT],
+                    problem=(
+                        "DATABASE_URL is not set (looked in: the environment, /home/dev/Americano-epic5/.env; "
+                        'url = env("DATABASE_URL") of schema.prisma reads it)'
+                    ),
+                    missing_variables=("DATABASE_URL",),
+                ),
+            ],
+            [row(INIT)],
+        ),
+    )
+    add(
+        "discovery-bad-url",
+        project(
+            [
+                member(
+                    EPIC5,
+                    [INIT],
+                    problem=(
+                        "malformed PostgreSQL URL 'postgresql://dev:***@localhost/db': the port is not a number "
+                        'from 1 to 65535 (from url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from '
+                        "/home/dev/Americano-epic5/.env)"
+                    ),
+                    url_from='url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from /home/dev/Americano-epic5/.env',
+                ),
             ],
             [row(INIT)],
         ),
@@ -207,27 +248,71 @@ def _cases() -> dict[str, tuple[ProjectSnapshot, Evidence]]:
 
 def _behind_cases(add: Callable[..., None]) -> None:
     both = [row(INIT), row(SECOND)]
-    committed = Evidence(committed={EPIC5.path: frozenset({INIT, SECOND})})
     shared = [member(MAIN, [INIT]), member(EPIC3, [INIT]), member(EPIC5, [INIT, SECOND])]
-    add("behind-committed", project(shared, both), committed)
-    add("behind-uncommitted", project(shared, both))
-    detached = [member(MAIN, [INIT]), member(DETACHED, [INIT, SECOND])]
-    add("behind-uncommitted-detached", project(detached, both))
-    one = GitOrigin(
-        commit="feedbeefcafe0123456789", subject="Add users", date="2025-10-02", branches=("feature/users",)
+    epic5_tip = RefTip("refs/heads/feature/epic-5", "feature/epic-5", "branch", "0123456789abcdef0123", 1)
+    add(
+        "behind-committed",
+        project(shared, both),
+        _where(MAIN, SECOND, "branch", merge_ref="feature/epic-5", refs=(epic5_tip,)),
     )
-    two = replace(one, branches=("feature/users", "release/1"))
-    dangling = replace(one, branches=())
+    uncommitted = Whereabouts("uncommitted", holder=Holder(EPIC5, "prisma/migrations"))
+    add("behind-uncommitted", project(shared, both), _where(MAIN, SECOND, uncommitted, also=EPIC3))
+    detached = [member(MAIN, [INIT]), member(DETACHED, [INIT, SECOND])]
+    loose = Whereabouts("uncommitted", holder=Holder(DETACHED, "prisma/migrations"))
+    add("behind-uncommitted-detached", project(detached, both), _where(MAIN, SECOND, loose))
+    users = RefTip("refs/heads/feature/users", "feature/users", "branch", "feedbeefcafe0123456789", 2)
+    release = RefTip(
+        "refs/remotes/origin/release/1", "origin/release/1", "remote", "feedbeefcafe0123456789", 1
+    )
     alone = [member(MAIN, [INIT])]
-    add("behind-origin-branch", project(alone, both), Evidence(origins={SECOND: one}))
-    add("behind-origin-branches", project(alone, both), Evidence(origins={SECOND: two}))
-    add("behind-origin-commit", project(alone, both), Evidence(origins={SECOND: dangling}))
-    add("behind-nowhere", project(alone, both))
-    add("behind-nowhere-rolled-back", project(alone, [row(INIT), row(SECOND, rolled_back=True)]))
-    add("behind-nowhere-failed", project(alone, [row(INIT), row(SECOND, failed=True)]))
+    add(
+        "behind-origin-branch",
+        project(alone, both),
+        _where(MAIN, SECOND, "branch", merge_ref="feature/users", refs=(users,)),
+    )
+    add(
+        "behind-origin-branches",
+        project(alone, both),
+        _where(MAIN, SECOND, "branch", merge_ref="feature/users", refs=(users, release)),
+    )
+    add("behind-restore", project(alone, both), _where(MAIN, SECOND, "restore"))
+    removal = MigrationChange(REMOVING, "deleted", "prisma/migrations", SECOND, None, "ab" * 20)
+    add(
+        "behind-deleted-upstream", project(alone, both), _where(MAIN, SECOND, "removed_here", removal=removal)
+    )
+    renamed = MigrationChange(REMOVING, "renamed", "prisma/migrations", SECOND, THIRD, "ab" * 20, "ab" * 20)
+    moved = Whereabouts("removed_here", removal=renamed, successors=(THIRD,), successor_ref="main")
+    add("behind-renamed-upstream", project(alone, both), _where(MAIN, SECOND, moved))
+    squash = MigrationChange(REMOVING, "deleted", "prisma/migrations", INIT, None, "cd" * 20)
+    both_gone = Whereabouts("removed_here", removal=squash, successors=(THIRD,))
+    squashed = Evidence(
+        whereabouts={
+            (MAIN.path, INIT): both_gone,
+            (MAIN.path, SECOND): replace(both_gone, removal=replace(squash, name=SECOND)),
+        }
+    )
+    add("behind-squashed-upstream", project([member(MAIN, [THIRD])], both), squashed)
+    add("behind-nowhere", project(alone, both), _where(MAIN, SECOND, "gone"))
+    add(
+        "behind-unknown",
+        project(alone, both),
+        _where(
+            MAIN,
+            SECOND,
+            Whereabouts("unknown", note="git history not read: git is not installed (no 'git' on PATH)"),
+        ),
+    )
+    gone = _where(MAIN, SECOND, "gone")
+    add("behind-nowhere-rolled-back", project(alone, [row(INIT), row(SECOND, rolled_back=True)]), gone)
+    add("behind-nowhere-failed", project(alone, [row(INIT), row(SECOND, failed=True)]), gone)
     hostile_name = "20251002000000_it's; $(rm -rf ~)"
     add("failed-hostile-name", project([member(MAIN, [INIT])], [row(INIT), row(hostile_name, failed=True)]))
-    add("behind-control-character-name", project(alone, [row(INIT), row("20251002000000_bell\x07")]))
+    bell = "20251002000000_bell\x07\nline"
+    add("failed-control-character-name", project([member(MAIN, [INIT])], [row(INIT), row(bell, failed=True)]))
+    ring = "20251002000000_bell\x07"
+    add("behind-control-character-name", project(alone, [row(INIT), row(ring)]), _where(MAIN, ring, "gone"))
+    bidi = replace(row("20251002000000_\u202egnp.exe"), id="0b6f2c1e-7d4a-4f7e-9a51-3c2d1e0f9a8b")
+    add("behind-bidi-name", project(alone, [row(INIT), bidi]), _where(MAIN, bidi.migration_name, "gone"))
     add(
         "not-managed-hostile-name",
         project(
@@ -235,12 +320,14 @@ def _behind_cases(add: Callable[..., None]) -> None:
             history=lambda ref: History(database=ref, reachable=True, has_table=False),
         ),
     )
-    add("behind-hostile-name", project(alone, [row(INIT), row("20251002000000_it's; DROP TABLE x")]))
+    drop = "20251002000000_it's; DROP TABLE x"
+    add("behind-hostile-name", project(alone, [row(INIT), row(drop)]), _where(MAIN, drop, "gone"))
     hostile = [member(MAIN, [INIT]), member(HOSTILE, [INIT, SECOND])]
+    hostile_tip = RefTip("refs/heads/feat/$(id)'x", "feat/$(id)'x", "branch", "0123456789abcdef0123", 1)
     add(
         "behind-hostile-worktree",
         project(hostile, both),
-        Evidence(committed={HOSTILE.path: frozenset({SECOND})}),
+        _where(MAIN, SECOND, "branch", merge_ref="feat/$(id)'x", refs=(hostile_tip,)),
     )
     pending = [member(MAIN, [INIT, SECOND]), member(EPIC3, [INIT])]
     add("pending-others", project(pending, [row(INIT)]))
@@ -329,6 +416,37 @@ def _branch_cases(add: Callable[..., None]) -> None:
         "schema-conflict",
         project(trees, [row(INIT)], base_branch="main"),
         Evidence(base_names={rel: frozenset([INIT])}, unmerged_sql=sql),
+    )
+    password = '-- AlterTable\nALTER TABLE "Account" ADD COLUMN "password" TEXT;\n'
+    add(
+        "schema-conflict-base",
+        project(
+            [member(MAIN, [INIT, SECOND]), member(EPIC3, [INIT, THIRD])], [row(INIT)], base_branch="main"
+        ),
+        Evidence(
+            base_names={rel: frozenset([INIT, SECOND])},
+            unmerged_sql={EPIC3.path / rel / THIRD: password},
+            base_sql={(rel, SECOND): password},
+        ),
+    )
+    applied = AppliedSql(
+        password, "feature/epic-5", "feature/epic-5", file=EPIC5.path / rel / LATE / "migration.sql"
+    )
+    add(
+        "schema-conflict-applied",
+        project([member(EPIC3, [INIT, THIRD]), member(EPIC5, [INIT, LATE])], [row(INIT), row(LATE)]),
+        Evidence(unmerged_sql={EPIC3.path / rel / THIRD: password}, applied_sql={LATE: applied}),
+    )
+    add(
+        "name-collision",
+        project(
+            [
+                member(MAIN, [INIT]),
+                member(EPIC3, [INIT, THIRD]),
+                member(EPIC5, folder=folder_of(EPIC5.path, [INIT, THIRD], edited=[THIRD])),
+            ],
+            [row(INIT)],
+        ),
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from migwatch import pipeline
 from migwatch.config import ProjectConfig
-from migwatch.model import Command, Finding, Fix, Severity
+from migwatch.model import Command, Finding, Fix, Note, Severity
 from tests.differential.oracle import ORACLE, ORACLE_HOME, OracleCall, oracle_environ, run_many
 
 TOOLS = ("pnpm@9.15.9", "dotenv-cli@8.0.0")
@@ -99,8 +99,13 @@ def fix_environ(root: Path, base: Mapping[str, str]) -> dict[str, str]:
 
 
 def executable_lines(fix: Fix) -> list[str]:
-    """The fix lines a person would paste into a shell: its commands, not notes or prose."""
+    """The fix's shell commands, as printed (the lines a person pastes into a shell)."""
     return [step.render() for step in fix.steps if isinstance(step, Command)]
+
+
+def note_sql(fix: Fix) -> list[str]:
+    """The SQL statements the fix's notes ask a person to run in a database client."""
+    return [step.sql.text for step in fix.steps if isinstance(step, Note) and step.sql is not None]
 
 
 def execute(lines: Sequence[str], environ: Mapping[str, str], cwd: Path) -> list[str]:
@@ -175,9 +180,15 @@ def prisma_clean(verdict: Mapping[str, object] | None) -> bool:
     )
 
 
-def apply_fix(situation: Situation, finding: Finding, before: Sequence[Finding]) -> list[Finding]:
-    """Execute the finding's fix lines, then check migwatch's effect (Prisma's is `assert_prisma_clean`).
+def apply_fix(
+    situation: Situation,
+    finding: Finding,
+    before: Sequence[Finding],
+    expected_new: Collection[tuple[str, str | None, str | None]] = (),
+) -> list[Finding]:
+    """Execute the finding's fix commands, then check migwatch's effect (Prisma's is `assert_prisma_clean`).
 
+    `expected_new`: (code, worktree, migration) the fix says it leaves (a renamed migration still pending).
     Returns the findings after the fix.
     """
     lines = executable_lines(finding.fix)
@@ -190,7 +201,7 @@ def apply_fix(situation: Situation, finding: Finding, before: Sequence[Finding])
     still = [f for f in after if f.key == finding.key]
     if still:
         raise FixEffectError(f"the finding is still there after {lines}: {still[0].message}")
-    new = alarming(after) - alarming(before)
+    new = alarming(after) - alarming(before) - set(expected_new)
     if new:
         shown = [
             f"{f.code} {f.worktree} {f.migration}: {f.message}"

@@ -27,8 +27,8 @@ SHELL_PAYLOADS: dict[str, str] = {
     "redirect": "m > pwned-file",
     "process_substitution": "m <(pwned)",
     "brace_expansion": "{m,$(pwned)}",
-    "option": "--schema=pwned",
-    "leading_dash": "-m",
+    "option": "--pwned-option=1",
+    "leading_dash": "-pwned",
     "spaces": "m  with   spaces",
     "glob": "*",
     "tilde": "~",
@@ -38,7 +38,10 @@ SHELL_PAYLOADS: dict[str, str] = {
     "escape_sequences": "m\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b[1A",
     "bidi_override": "m\u202epwned\u2066",
     "backslash": "m\\; pwned",
+    "pathspec_magic": ":(glob)m*",
 }
+# Payloads that matter most at the start of a name: there they could become an option or a pattern.
+LEADING_PAYLOADS = ("leading_dash", "option", "tilde", "glob", "brace_expansion", "pathspec_magic")
 
 # What a forged line would look like in the status output.
 FORGED_FIX = "\n          $ git -C /tmp reset --hard  # forged\n"

@@ -2,7 +2,8 @@
 
 `rename_case` walks the plain model objects of a case (frozen dataclasses, tuples, sets, mappings,
 paths and strings) and rewrites, everywhere they appear:
-- every migration name `N` (folder or history row) into `N + payload`, so timestamp order is kept;
+- every migration name `N` (folder or history row) into `N + payload`, so timestamp order is kept
+  (or `payload + N` with `leading=True`: where a name could become an option);
 - every worktree folder `/home/dev/F` into `<root>/F + payload`, so the case's paths live in a real
   folder (`root`) where a printed `cd` can succeed;
 - every branch name (whole strings only: "main" is also a substring of other words) into `B + payload`.
@@ -20,10 +21,10 @@ from typing import Any
 CASE_ROOT = "/home/dev"
 
 
-def collect(value: Any, keep: Callable[[Any], bool], found: set[Any]) -> None:
+def collect(value: Any, keep: Callable[[Any], bool], found: list[Any]) -> None:
     """Every object inside `value` for which `keep` is true (recursing through the same shapes)."""
     if keep(value):
-        found.add(value)
+        found.append(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for item in dataclasses.fields(value):
             collect(getattr(value, item.name), keep, found)
@@ -39,20 +40,32 @@ def collect(value: Any, keep: Callable[[Any], bool], found: set[Any]) -> None:
 class Renamer:
     """Rewrites the names of one case for one payload."""
 
-    def __init__(self, migrations: Iterable[str], branches: Iterable[str], payload: str, root: Path) -> None:
+    def __init__(
+        self,
+        migrations: Iterable[str],
+        branches: Iterable[str],
+        payload: str,
+        root: Path,
+        *,
+        leading: bool = False,
+    ) -> None:
         self.payload = payload
+        self.leading = leading  # put the payload before each name instead of after it
         self.root = str(root)
         ordered = sorted(set(migrations), key=len, reverse=True)
         self._migrations = re.compile("|".join(re.escape(name) for name in ordered)) if ordered else None
         self._branches = frozenset(branches)
         self._folder = re.compile(re.escape(CASE_ROOT) + r"/([^/]+)")
 
+    def _named(self, name: str) -> str:
+        return self.payload + name if self.leading else name + self.payload
+
     def text(self, value: str) -> str:
-        if value in self._branches:
+        if value in self._branches:  # git refuses branch names that start with `-`: a suffix only
             return value + self.payload
         if self._migrations is not None:
-            value = self._migrations.sub(lambda m: m.group(0) + self.payload, value)
-        return self._folder.sub(lambda m: f"{self.root}/{m.group(1)}{self.payload}", value)
+            value = self._migrations.sub(lambda m: self._named(m.group(0)), value)
+        return self._folder.sub(lambda m: f"{self.root}/{self._named(m.group(1))}", value)
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from migwatch.diagnose.branches import behind_base_findings, prunable_findings, unlisted_project
 from migwatch.diagnose.client import stale_client_findings
-from migwatch.diagnose.conflicts import schema_conflicts
+from migwatch.diagnose.conflicts import name_collisions, schema_conflicts
 from migwatch.diagnose.context import Ctx
 from migwatch.diagnose.database import LOG_HEAD_LINES, database_findings
 from migwatch.diagnose.evidence import (
@@ -128,6 +128,7 @@ PROJECT_CHECKS: tuple[Callable[[Ctx], list[Finding]], ...] = (
     _database_checks,
     _worktree_checks,
     schema_conflicts,
+    name_collisions,
 )
 
 

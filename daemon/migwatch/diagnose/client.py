@@ -29,7 +29,7 @@ def stale_client_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
             message=f"{snapshot.worktree.label}: the generated Prisma Client ({client_path}) was built from another "
             f"schema; it differs in {', '.join(differs_in[:6])}",
             fix=Fix(
-                steps=(prisma(snapshot.setup, "generate"),),
+                steps=(prisma(snapshot, "generate"),),
                 why="the client's types and queries must match this worktree's schema (stale after a checkout)",
             ),
             client=str(client_path),

@@ -6,29 +6,37 @@ what the SQL does (`migwatch.sqlschema`: PostgreSQL's own grammar, sqlglot for S
 - the base branch's migrations it lacks (merged there after this branch forked);
 - other worktrees' unmerged migrations.
 Different columns added to one table, or the same alteration made by both, are no conflict. One
-finding per (worktree, migration), naming every clash. Pure.
+finding per (worktree, migration), naming every clash. And name_collision: one folder name, two
+different migrations. Pure.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, database_id, finding
 from migwatch.diagnose.evidence import AppliedSql, migrations_rel, unmerged_migrations
 from migwatch.diagnose.fixes import git, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot
-from migwatch.model import Finding, Fix, Step
+from migwatch.model import Finding, Fix, LocalMigration, Step
 from migwatch.sqlschema import MigrationChanges, parse_migration
 from migwatch.sqlschema.conflicts import Clash, clashes, deploy_outcome, describe
 
+_PARSED: dict[tuple[str, str], MigrationChanges | None] = {}
+PARSED_KEPT = 4096
 
-@lru_cache(maxsize=4096)
+
 def _parsed(text: str, provider: str, where: str) -> MigrationChanges | None:
-    """Parsed once per text: the daemon compares the same files on every check."""
-    return parse_migration(text, provider, where)
+    """Parsed once per text (keyed by its digest, so no text is kept): the daemon re-checks the same files."""
+    key = (hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), provider)
+    if key not in _PARSED:
+        if len(_PARSED) >= PARSED_KEPT:
+            _PARSED.pop(next(iter(_PARSED), key), None)
+        _PARSED[key] = parse_migration(text, provider, where)
+    return _PARSED.get(key)
 
 
 @dataclass(frozen=True)
@@ -180,4 +188,60 @@ def _conflict(ctx: Ctx, here: WorktreeSnapshot, mine: str, others: Sequence[_Oth
             for o in others
             for c in o.clashes
         ],
+    )
+
+
+# --- name_collision: one folder name, two different migrations --------------------------------------
+
+
+def _same_file(a: LocalMigration, b: LocalMigration) -> bool:
+    """The same SQL up to line endings (Prisma accepts either, see `checksum_variants`)."""
+    return bool(set(a.checksums) & set(b.checksums))
+
+
+def name_collisions(ctx: Ctx) -> list[Finding]:
+    """name_collision: a folder name whose migration.sql differs between worktrees, applied in neither's database.
+
+    (Once one is applied, the other worktree's copy is a `checksum_mismatch`.)
+    """
+    having: dict[str, list[tuple[WorktreeSnapshot, LocalMigration]]] = {}
+    for snapshot in ctx.project.worktrees:
+        for migration in snapshot.folder.migrations if snapshot.folder else ():
+            if migration.checksums:
+                having.setdefault(migration.name, []).append((snapshot, migration))
+    applied = {
+        v.snapshot.worktree.path: {row.migration_name for row in v.history.rows} if v.history else set()
+        for v in ctx.verdicts
+    }
+    out = []
+    for name, copies in having.items():
+        for snapshot, mine in copies:
+            others = [(s, m) for s, m in copies if not _same_file(m, mine)]
+            if others and name not in applied.get(snapshot.worktree.path, set()):
+                out.append(_collision(ctx, snapshot, mine, [s for s, _ in others]))
+    return out
+
+
+def _collision(
+    ctx: Ctx, here: WorktreeSnapshot, mine: LocalMigration, others: Sequence[WorktreeSnapshot]
+) -> Finding:
+    labels = ", ".join(s.worktree.label for s in others)
+    theirs = [(s.setup.migrations_dir or s.worktree.path) / mine.name / "migration.sql" for s in others]
+    return finding(
+        ctx,
+        "name_collision",
+        database=database_id(here),
+        worktree=here.worktree.path,
+        migration=mine.name,
+        message=(
+            f"{here.worktree.label}: {mine.name} is another migration in {labels} (same folder name, different "
+            "SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one migration"
+        ),
+        fix=Fix(
+            steps=tuple(shell("diff", "-u", str(mine.path / "migration.sql"), str(path)) for path in theirs),
+            why="give the one that is not shared yet a new timestamp (rename its folder) before either is "
+            "merged or applied",
+        ),
+        other_worktrees=[str(s.worktree.path) for s in others],
+        other_branches=[s.worktree.branch for s in others],
     )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from migwatch.dburl import parse_postgres
 from migwatch.diagnose.context import Ctx, finding, names, where
-from migwatch.diagnose.fixes import deploy, prisma, shell
+from migwatch.diagnose.fixes import deploy, resolve, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot
 from migwatch.model import Command, Finding, Fix, History, HistoryRow, Note
 
@@ -52,12 +52,10 @@ def database_findings(ctx: Ctx, group: str, history: History) -> list[Finding]:
 
 def _not_managed(ctx: Ctx, first: WorktreeSnapshot, history: History) -> Finding:
     first_local = next(iter(first.folder.migrations), None) if first.folder else None
-    steps = [deploy(first.setup)]
+    steps = [deploy(first)]
     if first_local:
         comment = "instead, if the database already has this schema (baseline)"
-        steps.append(
-            prisma(first.setup, "migrate", "resolve", "--applied", first_local.name, comment=comment)
-        )
+        steps.append(resolve(first, "applied", first_local.name, comment=comment))
     db = history.database.id
     extra = f" ({history.error})" if history.error else ""
     return finding(
@@ -94,12 +92,10 @@ def _failed(ctx: Ctx, members: Sequence[WorktreeSnapshot], row: HistoryRow, db: 
     logs = [line for line in (row.logs or "").splitlines() if line.strip()][:LOG_HEAD_LINES]
     started = row.started_at.isoformat(timespec="seconds") if row.started_at else "unknown time"
     rolled_back = "after undoing its partial changes"
-    steps: list[Command | Note] = [
-        prisma(here.setup, "migrate", "resolve", "--rolled-back", name, comment=rolled_back)
-    ]
+    steps: list[Command | Note] = [resolve(here, "rolled-back", name, comment=rolled_back)]
     if holders:
         applied = "after finishing its changes by hand"
-        steps.append(prisma(here.setup, "migrate", "resolve", "--applied", name, comment=applied))
+        steps.append(resolve(here, "applied", name, comment=applied))
     else:
         search = shell("git", "log", "--all", "--", f"*{name}").render()
         steps.append(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migwatch.diagnose.semantics import ProjectSnapshot, WorktreeSnapshot, WorktreeVerdict
-from migwatch.model import GitOrigin
+from migwatch.whereabouts import Whereabouts
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,10 @@ class AppliedSql:
 class Evidence:
     """Git facts the pipeline gathered for the cases `analyse` found (see `evidence_needed`)."""
 
-    committed: Mapping[Path, frozenset[str]] = field(default_factory=dict)  # worktree → names at HEAD
-    origins: Mapping[str, GitOrigin | None] = field(default_factory=dict)  # name → git origin
+    # (worktree, migration) → where a migration the worktree is behind on lives (the git index)
+    whereabouts: Mapping[tuple[Path, str], Whereabouts] = field(default_factory=dict)
+    # (worktree, migration) → the other branches and worktrees that have an out-of-order migration
+    shared: Mapping[tuple[Path, str], tuple[str, ...]] = field(default_factory=dict)
     restores: Mapping[tuple[Path, str], Restore] = field(default_factory=dict)
     tracked_sql: Mapping[tuple[Path, str], bool] = field(default_factory=dict)  # migration.sql at HEAD?
     empty_folders: frozenset[Path] = frozenset()
@@ -54,8 +56,6 @@ class Evidence:
 class EvidenceRequest:
     """The git questions the findings need answered (asked only for what was found)."""
 
-    committed: frozenset[Path]  # worktrees whose HEAD listing is needed
-    origins: frozenset[tuple[str, str]]  # (migration name, migrations folder relative to the repo root)
     restores: frozenset[tuple[Path, str, str]]  # (worktree, migration, stored checksum)
     tracked_sql: frozenset[tuple[Path, str]]  # (worktree, migration) missing migration.sql
     base_dirs: frozenset[str] = frozenset()  # migrations dirs (repo-relative) to list on the base branch
@@ -65,8 +65,6 @@ class EvidenceRequest:
 
 def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict]) -> EvidenceRequest:
     """Which git facts `findings` will use, so the pipeline asks git only for those."""
-    committed: set[Path] = set()
-    origins: set[tuple[str, str]] = set()
     restores: set[tuple[Path, str, str]] = set()
     tracked: set[tuple[Path, str]] = set()
     pending: set[tuple[Path, str]] = set()
@@ -75,12 +73,6 @@ def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict
         if verdict.pending and verdict.behind:
             pending.update((verdict.snapshot.worktree.path, name) for name in verdict.pending)
             applied.update(verdict.behind)
-        for name in verdict.behind:
-            having = holders(project, name)
-            committed.update(s.worktree.path for s in having)
-            if not having:
-                rel = migrations_rel(verdict.snapshot)
-                origins.add((name, rel or ""))
         for name, stored in verdict.edited:
             restores.add((verdict.snapshot.worktree.path, name, stored or ""))
         for name in verdict.missing_sql:
@@ -89,13 +81,7 @@ def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict
         rel for s in project.worktrees if project.base_branch and (rel := migrations_rel(s)) is not None
     )
     return EvidenceRequest(
-        frozenset(committed),
-        frozenset(origins),
-        frozenset(restores),
-        frozenset(tracked),
-        base_dirs,
-        frozenset(pending),
-        frozenset(applied),
+        frozenset(restores), frozenset(tracked), base_dirs, frozenset(pending), frozenset(applied)
     )
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, database_id, finding
-from migwatch.diagnose.fixes import git, shell
+from migwatch.diagnose.fixes import git, operand, shell
 from migwatch.diagnose.semantics import SUPPORTED_PROVIDERS, WorktreeVerdict, lock_mismatch
-from migwatch.model import Finding, Fix, Note
+from migwatch.model import Finding, Fix, Note, PrismaSetup
 
 
 def setup_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
@@ -32,7 +32,7 @@ def setup_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
     ]
     if setup.problem:
         no_schema = setup.problem.startswith("no Prisma schema")
-        where = "set it in the worktree's .env (or `database_url` for this project in the migwatch config)"
+        where = _discovery_hint(setup)
         out.append(
             finding(
                 ctx,
@@ -76,7 +76,7 @@ def marker_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
     for file, lines, migration in files:
         shown = ", ".join(str(n) for n in lines[:10])
         plural = "s" if len(lines) > 1 else ""
-        add = git(path, "add", str(file)).render()
+        add = git(path, "add", "--", str(file)).render()
         out.append(
             finding(
                 ctx,
@@ -159,7 +159,11 @@ def missing_sql_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
                 message=f"{setup.worktree.label}: {error}",
                 fix=Fix(
                     steps=(
-                        shell("ls", "-l", str(setup.migrations_dir / name if setup.migrations_dir else name)),
+                        shell(
+                            "ls",
+                            "-l",
+                            str(setup.migrations_dir / name) if setup.migrations_dir else operand(name),
+                        ),
                     ),
                     why="Prisma cannot read this migration either",
                 ),
@@ -201,3 +205,18 @@ def _missing_sql(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
         message=f"{snapshot.worktree.label}: migration folder {name} has no migration.sql; {effect}",
         fix=fix,
     )
+
+
+def _discovery_hint(setup: PrismaSetup) -> str:
+    """One line of what to do about a worktree that cannot be checked (prose, never a command)."""
+    if setup.missing_variables:
+        names = " and ".join(setup.missing_variables)
+        return (
+            f"set {names} in one of the files listed, or list the env file that sets it under `env_files` "
+            "for this project in the migwatch config (or set `database_url` there)"
+        )
+    if setup.problem and "is outside the worktree" in setup.problem:
+        return "point the migrations path at a folder inside the worktree (or leave it at Prisma's default)"
+    if setup.url_from:
+        return f"correct the URL where migwatch read it ({setup.url_from}), or set `database_url` for this project"
+    return "set `database_url` (or `env_files`) for this project in the migwatch config"

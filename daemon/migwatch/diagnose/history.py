@@ -12,9 +12,10 @@ from datetime import datetime, timedelta, timezone
 from migwatch.checksum import checksum_matches
 from migwatch.diagnose.context import Ctx, database_id, finding, names, where
 from migwatch.diagnose.evidence import Restore, holders, migrations_rel
-from migwatch.diagnose.fixes import delete_history_row, deploy, git, reset_warning, shell
-from migwatch.diagnose.semantics import WorktreeSnapshot, WorktreeVerdict
-from migwatch.model import Command, Finding, Fix, HistoryRow, Note, Step
+from migwatch.diagnose.fixes import deploy, git, reset_warning, shell
+from migwatch.diagnose.origins import placement, replaced_fix, replaced_together, successor_of
+from migwatch.diagnose.semantics import WorktreeVerdict
+from migwatch.model import Finding, Fix, HistoryRow, Note, Step
 
 
 def _applied_row(verdict: WorktreeVerdict, name: str) -> HistoryRow | None:
@@ -47,7 +48,7 @@ def _behind(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
     applied_at = row.started_at.isoformat(timespec="seconds") if row and row.started_at else None
     rel = migrations_rel(snapshot) or "prisma/migrations"
     state = _row_state(row)
-    steps, origin_text = _bring_in(ctx, snapshot, others, name, rel, row, applied_at)
+    placed = placement(ctx, verdict, name, row, applied_at)
     return finding(
         ctx,
         "behind_database",
@@ -56,74 +57,14 @@ def _behind(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
         migration=name,
         message=f"{snapshot.worktree.label} is behind the database: {name} is "
         f"{'applied' if not state else 'recorded'} in {db}{state} "
-        f"but missing from {rel}; {origin_text}",
+        f"but missing from {rel}; {placed.text}",
         fix=Fix(
-            steps=steps,
-            reset_warning=reset_warning(ctx, snapshot, verdict.group),
-            why=f"{path.name}'s Prisma does not know {name}; bring the folder here from where it lives "
-            "(`prisma migrate resolve --applied` cannot work without the folder)",
+            steps=placed.steps, reset_warning=reset_warning(ctx, snapshot, verdict.group), why=placed.why
         ),
         origin=others[0] if others else None,
         found_in=[where(s) for s in others],
         applied_at=applied_at,
-    )
-
-
-def _bring_in(
-    ctx: Ctx,
-    snapshot: WorktreeSnapshot,
-    others: list[WorktreeSnapshot],
-    name: str,
-    rel: str,
-    row: HistoryRow | None,
-    applied_at: str | None,
-) -> tuple[tuple[Step, ...], str]:
-    """The steps that bring a migration into this worktree, and where the message says it is."""
-    path = snapshot.worktree.path
-    committed = next(
-        (
-            s
-            for s in others
-            if s.worktree.branch and name in ctx.evidence.committed.get(s.worktree.path, frozenset())
-        ),
-        None,
-    )
-    if committed is not None:
-        branches = ", ".join(s.worktree.branch or "detached" for s in others)
-        return (
-            git(path, "merge", committed.worktree.branch or ""),
-        ), f"it is in {names(others)} ({branches})"
-    if others:
-        holder = others[0]
-        holder_path = holder.worktree.path
-        folder = (migrations_rel(holder) or rel) + "/" + name
-        add = git(holder_path, "add", folder)
-        commit = ("git", "-C", str(holder_path), "commit", "-m", "Add migration " + name)
-        steps: tuple[Step, ...] = (Command(add.argv, then=(commit,)),)
-        if holder.worktree.branch:
-            steps += (git(path, "merge", holder.worktree.branch),)
-        return steps, f"it is in {names(others)}, not committed yet"
-    origin = ctx.evidence.origins.get(name)
-    if origin is not None and origin.branches:
-        several = len(origin.branches) > 1
-        return (git(path, "merge", origin.branches[0]),), (
-            f"no worktree has it; branch{'es' if several else ''} {', '.join(origin.branches)} "
-            f"(commit {origin.commit[:10]} {origin.subject!r}) {'have' if several else 'has'} it"
-        )
-    if origin is not None:
-        return (
-            (git(path, "checkout", origin.commit[:12], "--", rel + "/" + name),),
-            f"no branch has it; commit {origin.commit[:10]} ({origin.date}) does",
-        )
-    when = f" on {applied_at}" if applied_at else ""
-    undo = "" if row is not None and row.rolled_back else "undo its changes in the database by hand, then "
-    delete = delete_history_row(name)
-    how = (
-        "delete its row: " if delete else "delete its row (its name holds control characters: pick it by id)"
-    )
-    return (Note(f"# ask who applied it{when}; if it was abandoned, {undo}{how}", delete),), (
-        f"no worktree, branch or commit has it: it was applied{when} from work that is gone "
-        "(an abandoned experiment?)"
+        whereabouts=placed.details,
     )
 
 
@@ -141,7 +82,24 @@ def _pending(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
         for s in ctx.members(verdict.group or "")
         if s.worktree.path != path and (s.folder is None or name not in s.folder.names)
     ]
-    steps: tuple[Step, ...] = (deploy(snapshot.setup),)
+    replaced = successor_of(ctx, verdict, name)
+    if replaced is not None:
+        return finding(
+            ctx,
+            "pending",
+            database=db,
+            worktree=path,
+            migration=name,
+            message=f"{snapshot.worktree.label}: {name} is not applied to {db}, but its SQL already ran there "
+            f"under the name{'s' if len(replaced_together(ctx, verdict, replaced)) > 1 else ''} "
+            f"{', '.join(replaced_together(ctx, verdict, replaced))}",
+            fix=Fix(
+                steps=replaced_fix(ctx, verdict, replaced),
+                why="`prisma migrate deploy` would run its SQL a second time and fail",
+            ),
+            replaces=replaced_together(ctx, verdict, replaced),
+        )
+    steps: tuple[Step, ...] = (deploy(snapshot),)
     if verdict.behind:
         steps += (
             Note(

@@ -15,6 +15,7 @@ from migwatch.checksum import checksum_matches
 from migwatch.dburl import group_key
 from migwatch.model import History, HistoryRow, MigrationsFolder, PrismaSetup, Worktree
 from migwatch.ordering import collation_key
+from migwatch.runner import PrismaRunner
 
 SUPPORTED_PROVIDERS = frozenset({"postgresql", "sqlite"})
 
@@ -28,6 +29,7 @@ class WorktreeSnapshot:
     schema_markers: tuple[tuple[Path, tuple[int, ...]], ...] = ()
     schema_text: str = ""  # all schema files, concatenated
     client_schema: tuple[Path, str] | None = None  # the generated Prisma Client's copy of the schema
+    runner: PrismaRunner | None = None  # how this project runs Prisma (its package.json scripts)
 
     @property
     def worktree(self) -> Worktree:

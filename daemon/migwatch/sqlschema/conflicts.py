@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from migwatch.sqlschema.model import ALTERATIONS, Action, Change, Kind, MigrationChanges, Obj, phrase
+from migwatch.sqlschema.model import (
+    ALTERATIONS,
+    DATA_USE,
+    Action,
+    Change,
+    Kind,
+    MigrationChanges,
+    Obj,
+    phrase,
+)
 
 _GONE = (Action.DROP, Action.RENAME)
 
@@ -29,7 +38,11 @@ def _same_object(a: Change, b: Change) -> bool:
     if a.action is Action.USE and b.action is Action.USE:
         return False
     if Action.USE in (a.action, b.action):
-        return a.action in _GONE or b.action in _GONE
+        use, other = (a, b) if a.action is Action.USE else (b, a)
+        if other.action in _GONE:
+            return True
+        # Rows written by a data migration must fit the column's type (an enum rewrite changes it too).
+        return use.via == DATA_USE and other.action is Action.ALTER_TYPE
     if a.action is b.action and a.action in (Action.CREATE, Action.DROP):
         return not (a.idempotent and b.idempotent)
     if a.action in ALTERATIONS and b.action in ALTERATIONS:

@@ -34,6 +34,8 @@ class Action(str, enum.Enum):
     USE = "use"  # read or referenced, not changed: a foreign key's target, an index's column, DML
 
 
+DATA_USE = "writes rows"  # the `via` of tables and columns a data statement (INSERT, UPDATE, DELETE) uses
+
 # Actions that only change an existing object: the same change on two branches is harmless when identical.
 ALTERATIONS = frozenset(
     {

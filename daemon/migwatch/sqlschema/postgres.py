@@ -9,8 +9,9 @@ import pglast
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.stream import RawStream
+from pglast.visitors import Visitor
 
-from migwatch.sqlschema.model import Action, Change, Kind, Obj, attribute_uses
+from migwatch.sqlschema.model import DATA_USE, Action, Change, Kind, Obj, attribute_uses
 
 # Types that are PostgreSQL's own, as the grammar leaves them when a migration names them unqualified;
 # any other type name in a column definition is taken as an enum (Prisma creates no other types).
@@ -228,7 +229,28 @@ def _enum(stmt: ast.CreateEnumStmt | ast.AlterEnumStmt) -> Iterator[Change]:
         yield Change(value, Action.CREATE, idempotent=bool(stmt.skipIfNewValExists))
 
 
+class _References(Visitor):
+    """Every table and column reference in a data statement (FROM, WHERE, SELECT lists, SET values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, str] = {}  # alias or name → table
+        self.columns: list[tuple[str | None, str]] = []  # (qualifier, column)
+
+    def visit_RangeVar(self, ancestors: object, node: ast.RangeVar) -> None:
+        table = table_name(node)
+        self.tables[str(node.relname)] = table
+        if node.alias is not None:
+            self.tables[str(node.alias.aliasname)] = table
+
+    def visit_ColumnRef(self, ancestors: object, node: ast.ColumnRef) -> None:
+        parts = _strings(node.fields)
+        if parts:
+            self.columns.append((parts[-2] if len(parts) > 1 else None, parts[-1]))
+
+
 def _dml(stmt: ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt) -> Iterator[Change]:
+    """A data migration uses the tables and columns it reads or writes (a drop on another branch breaks it)."""
     if stmt.relation is None:
         return
     table = table_name(stmt.relation)
@@ -237,6 +259,18 @@ def _dml(stmt: ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt) -> Iterator[Cha
     for target in targets or ():
         if isinstance(target, ast.ResTarget) and target.name:
             yield Change(Obj(Kind.COLUMN, str(target.name), table), Action.USE)
+    source = stmt.selectStmt if isinstance(stmt, ast.InsertStmt) else None
+    if isinstance(source, ast.SelectStmt) and source.valuesLists:
+        return  # INSERT … VALUES: constants only (and walking a large data load costs seconds)
+    references = _References()
+    references(stmt)
+    in_scope = set(references.tables.values())
+    for other in sorted(in_scope - {table}):
+        yield Change(Obj(Kind.TABLE, other), Action.USE)
+    for qualifier, column in references.columns:
+        owners = [references.tables[qualifier]] if qualifier in references.tables else sorted(in_scope)
+        for owner in owners:
+            yield Change(Obj(Kind.COLUMN, column, owner), Action.USE)
 
 
 # Statements that change no table, column, enum, index or constraint Prisma tracks.
@@ -270,7 +304,7 @@ def statement_changes(stmt: ast.Node) -> list[Change] | None:
     if isinstance(stmt, (ast.CreateEnumStmt, ast.AlterEnumStmt)):
         return list(_enum(stmt))
     if isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)):
-        return list(_dml(stmt))
+        return list(dict.fromkeys(_dml(stmt)))
     if isinstance(stmt, _NEUTRAL):
         return []
     return None
@@ -289,5 +323,5 @@ def read_statements(sql_text: str) -> tuple[list[Change], int]:
         if found is None:
             skipped += 1
         else:
-            changes.extend(attribute_uses(found, "writes rows"))
+            changes.extend(attribute_uses(found, DATA_USE))
     return changes, skipped

@@ -15,7 +15,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from migwatch.sqlschema.model import Action, Change, Kind, Obj, attribute_uses
+from migwatch.sqlschema.model import DATA_USE, Action, Change, Kind, Obj, attribute_uses
 from migwatch.sqlschema.postgres import Unparsable
 
 DIALECT = "sqlite"
@@ -99,22 +99,26 @@ def _drop(stmt: exp.Drop) -> Iterator[Change]:
 
 
 def _dml(stmt: exp.Insert | exp.Update | exp.Delete) -> Iterator[Change]:
+    """A data migration uses the tables and columns it reads or writes (a drop on another branch breaks it)."""
     target = stmt.this
-    table_node = target.this if isinstance(target, exp.Schema) else target
-    table = _name(table_node)
+    table = _name(target.this if isinstance(target, exp.Schema) else target)
     yield Change(Obj(Kind.TABLE, table), Action.USE)
     if isinstance(target, exp.Schema):
         for column in target.expressions:
             yield Change(Obj(Kind.COLUMN, _name(column), table), Action.USE)
-    source = stmt.expression if isinstance(stmt, exp.Insert) else None
-    if isinstance(source, exp.Select):
-        origin = source.args.get("from_") or source.args.get("from")
-        if isinstance(origin, exp.From):
-            read = _name(origin.this)
-            yield Change(Obj(Kind.TABLE, read), Action.USE)
-            for column in source.expressions:
-                if isinstance(column, exp.Column):
-                    yield Change(Obj(Kind.COLUMN, column.name, read), Action.USE)
+    scope: dict[str, str] = {}
+    for node in stmt.find_all(exp.Table):
+        scope[node.name] = node.name
+        if node.alias:
+            scope[node.alias] = node.name
+    tables = sorted(set(scope.values()))
+    for other in tables:
+        if other != table:
+            yield Change(Obj(Kind.TABLE, other), Action.USE)
+    for column in stmt.find_all(exp.Column):
+        owners = [scope[column.table]] if column.table in scope else tables
+        for owner in owners:
+            yield Change(Obj(Kind.COLUMN, column.name, owner), Action.USE)
 
 
 def statement_changes(stmt: exp.Expression) -> list[Change] | None:
@@ -126,7 +130,7 @@ def statement_changes(stmt: exp.Expression) -> list[Change] | None:
     if isinstance(stmt, exp.Drop):
         return list(_drop(stmt))
     if isinstance(stmt, (exp.Insert, exp.Update, exp.Delete)):
-        return list(_dml(stmt))
+        return list(dict.fromkeys(_dml(stmt)))
     if isinstance(stmt, (exp.Pragma, exp.Select, exp.Transaction, exp.Commit)):
         return []
     return None
@@ -152,5 +156,5 @@ def read_statements(sql_text: str) -> tuple[list[Change], int]:
         if found is None:
             skipped += 1
         else:
-            changes.extend(attribute_uses(found, "writes rows"))
+            changes.extend(attribute_uses(found, DATA_USE))
     return changes, skipped

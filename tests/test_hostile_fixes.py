@@ -1,0 +1,414 @@
+"""Every fix template, rendered with hostile names, EXECUTED: shell lines in a sandbox of recording stubs,
+SQL in a rolled-back transaction on real PostgreSQL (and SQLite).
+
+The templates are enumerated, not listed: every case of `tests/support/findingcases.py` (which reaches
+every branch of `diagnose.findings`) is rendered once per payload of `tests/support/hostile.py`, with
+the payload appended to every migration name, worktree folder and branch. `test_every_template_is_
+exercised` fails when a finding code of the catalogue or a command builder of `diagnose/fixes.py` is
+not reached by those cases, and when a diagnose module builds a `Command` or an `SqlStatement` itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+import pytest
+
+from migwatch import diagnose
+from migwatch.catalogue import KINDS
+from migwatch.diagnose import fixes
+from migwatch.display import COMMAND_LIMIT, visible
+from migwatch.model import (
+    Command,
+    Finding,
+    GitOrigin,
+    HistoryRow,
+    LocalMigration,
+    Note,
+    SqlStatement,
+    Worktree,
+)
+from migwatch.report import ProjectReport, StatusReport, render_text
+from tests.support import findingcases
+from tests.support.gitrepo import run_git
+from tests.support.hostile import LEADING_PAYLOADS, SHELL_PAYLOADS, raw_controls
+from tests.support.pg import PgDatabase
+from tests.support.renaming import Renamer, collect
+from tests.support.sandbox import Sandbox, argv_bytes
+
+NOW = findingcases.NOW
+# Programs bash runs itself: a stub on PATH never sees their argv.
+BUILTINS = frozenset({"cd", "echo", "printf", "test", "[", "pwd", "true", "false", ":"})
+# Figures for the report, filled as the tests run.
+FIGURES: Counter[str] = Counter()
+
+
+def _all_names() -> tuple[set[str], set[str]]:
+    """Every migration name and every branch name the cases use."""
+    objects: list[Any] = []
+    collect(
+        findingcases.CASES,
+        lambda v: isinstance(v, (LocalMigration, HistoryRow, Worktree, GitOrigin, diagnose.ProjectSnapshot)),
+        objects,
+    )
+    migrations: set[str] = set()
+    branches: set[str] = set()
+    for item in objects:
+        if isinstance(item, LocalMigration):
+            migrations.add(item.name)
+        elif isinstance(item, HistoryRow):
+            migrations.add(item.migration_name)
+        elif isinstance(item, Worktree) and item.branch:
+            branches.add(item.branch)
+        elif isinstance(item, GitOrigin):
+            branches.update(item.branches)
+        elif isinstance(item, diagnose.ProjectSnapshot) and item.base_branch:
+            branches.add(item.base_branch)
+    return migrations, branches
+
+
+MIGRATIONS, BRANCHES = _all_names()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    case: str
+    findings: tuple[Finding, ...]
+    row_ids: Mapping[str, str]  # migration name → id of its history row, in the renamed case
+
+
+def rendered_cases(payload: str, root: Path, *, leading: bool = False) -> Iterator[Rendered]:
+    """Every case's findings with `payload` appended to (or put before) every name, paths under `root`."""
+    renamer = Renamer(MIGRATIONS, BRANCHES, payload, root, leading=leading)
+    for name, (snapshot, evidence) in findingcases.CASES.items():
+        hostile_snapshot, hostile_evidence = renamer(snapshot), renamer(evidence)
+        verdicts = diagnose.analyse(hostile_snapshot)
+        found = diagnose.findings(hostile_snapshot, verdicts, hostile_evidence, NOW)
+        ids = {r.migration_name: r.id for h in hostile_snapshot.histories.values() for r in h.rows}
+        yield Rendered(name, tuple(found), ids)
+
+
+def commands_of(finding: Finding) -> list[Command]:
+    return [step for step in finding.fix.steps if isinstance(step, Command)]
+
+
+def statements_of(finding: Finding) -> list[SqlStatement]:
+    return [step.sql for step in finding.fix.steps if isinstance(step, Note) and step.sql is not None]
+
+
+def _expected_calls(command: Command) -> tuple[tuple[bytes, ...], ...]:
+    return tuple(argv_bytes(argv) for argv in (command.argv, *command.then) if argv[0] not in BUILTINS)
+
+
+def _make_folder(path: Path) -> None:
+    os.makedirs(os.fsencode(path), exist_ok=True)
+
+
+# --- shell lines ----------------------------------------------------------------------------------------
+
+
+PLACES = [(name, False) for name in sorted(SHELL_PAYLOADS)] + [(name, True) for name in LEADING_PAYLOADS]
+
+
+@pytest.mark.parametrize(("payload_name", "leading"), PLACES)
+def test_printed_commands_run_no_payload_and_pass_each_name_whole(
+    tmp_path: Path, payload_name: str, leading: bool
+) -> None:
+    payload = SHELL_PAYLOADS[payload_name]
+    sandbox = Sandbox(tmp_path / "sandbox")
+    root = tmp_path / "projects"
+    problems: list[str] = []
+    for case in rendered_cases(payload, root, leading=leading):
+        for finding in case.findings:
+            for command in commands_of(finding):
+                problems += _run_one(sandbox, case.case, finding, command, payload)
+    assert problems == []
+
+
+def _run_one(sandbox: Sandbox, case: str, finding: Finding, command: Command, payload: str) -> list[str]:
+    where = f"{case}/{finding.code}: {command.render()!r}"
+    line = command.render()
+    shown = visible(line, COMMAND_LIMIT)
+    if shown != line:  # what a person copies is what was shown: it must be the command itself
+        return [f"{where}: shown as {shown!r}, which is not the command"]
+    if command.cwd is not None:
+        _make_folder(command.cwd)
+    run = sandbox.run(shown)
+    FIGURES["shell lines executed"] += 1
+    FIGURES["markers"] += run.marker
+    problems = []
+    if run.marker or run.stray_files:
+        problems.append(f"{where}: a payload ran (marker={run.marker}, files={run.stray_files})")
+    if run.returncode != 0 or run.stderr:
+        problems.append(f"{where}: exit {run.returncode}, stderr {run.stderr!r}")
+    expected = _expected_calls(command)
+    if run.calls != expected:
+        problems.append(f"{where}: programs got {run.calls!r}, not {expected!r}")
+    problems += _options_from_names(where, run.calls, os.fsencode(payload))
+    whole = os.fsencode(payload)
+    if payload and any(whole in argument for argv in expected for argument in argv):
+        # The name reached the program inside one argument, never split across several.
+        got = sum(argument.count(whole) for argv in run.calls for argument in argv)
+        want = sum(argument.count(whole) for argv in expected for argument in argv)
+        if got != want:
+            problems.append(f"{where}: the name arrived {got} times whole, not {want}")
+    return problems
+
+
+def _options_from_names(where: str, calls: tuple[tuple[bytes, ...], ...], payload: bytes) -> list[str]:
+    """A name that reaches a program as an option, or as the value a flag parser refuses.
+
+    Prisma's parser (the `arg` package) refuses `--rolled-back -x` ("option requires argument") and
+    reads `--rolled-back=-x` whole; git, ls, mv and cp read a leading `-` as an option unless a `--`
+    came first.
+    """
+    problems = []
+    for call in calls:
+        after_dashes = False
+        for index, argument in enumerate(call[1:], start=1):
+            if argument == b"--":
+                after_dashes = True
+                continue
+            if not payload or payload not in argument or not argument.startswith(b"-") or after_dashes:
+                continue
+            flag, equals, _ = argument.partition(b"=")
+            if equals and payload not in flag:
+                continue  # --rolled-back=<name>: a value, whatever it holds
+            previous = call[index - 1]
+            if previous in (b"-C", b"-m") or (previous.startswith(b"-") and b"=" not in previous):
+                if call[0] in (b"npx", b"prisma", b"pnpm", b"yarn", b"npm"):
+                    problems.append(f"{where}: {call[0]!r} refuses {argument!r} as the value of {previous!r}")
+                continue  # git -C <dir>, commit -m <msg>: getopt takes the next argument as the value
+            problems.append(f"{where}: {argument!r} reaches {call[0]!r} as an option")
+    return problems
+
+
+# --- what a person sees -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload_name", sorted(SHELL_PAYLOADS))
+def test_status_text_has_one_dollar_line_per_command(tmp_path: Path, payload_name: str) -> None:
+    payload = SHELL_PAYLOADS[payload_name]
+    for case in rendered_cases(payload, tmp_path):
+        report = StatusReport(
+            checked_at=NOW,
+            projects=(
+                ProjectReport(
+                    name="Americano",
+                    repo=tmp_path,
+                    databases=(),
+                    worktrees=(),
+                    findings=case.findings,
+                ),
+            ),
+        )
+        text = render_text(report)
+        assert raw_controls(text) == [], case.case
+        dollar_lines = [line for line in text.splitlines() if line.lstrip().startswith("$ ")]
+        assert len(dollar_lines) == sum(len(commands_of(f)) for f in case.findings), case.case
+
+
+# --- SQL --------------------------------------------------------------------------------------------------
+
+# Prisma's layout, but `id` as text: the cases' row ids are their names, longer than a uuid.
+POSTGRES_TABLE = """CREATE TABLE _prisma_migrations (
+    id text PRIMARY KEY, checksum varchar(64) NOT NULL, finished_at timestamptz,
+    migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz,
+    started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0)"""
+SQLITE_TABLE = """CREATE TABLE "_prisma_migrations" ("id" TEXT PRIMARY KEY NOT NULL, "checksum" TEXT NOT NULL,
+    "finished_at" DATETIME, "migration_name" TEXT NOT NULL, "logs" TEXT, "rolled_back_at" DATETIME,
+    "started_at" DATETIME NOT NULL DEFAULT current_timestamp, "applied_steps_count" INTEGER NOT NULL DEFAULT 0)"""
+
+
+def _neighbours(name: str) -> list[str]:
+    """Rows a sloppy statement would also hit: prefixes, extensions, LIKE patterns, case variants."""
+    return sorted(
+        {
+            name[:-1],
+            name + "x",
+            "x" + name,
+            name.upper(),
+            "%",
+            "_",
+            "' OR '1'='1",
+            name.replace("'", "''"),
+            name.replace("'", ""),
+            "20251001000000_init",
+        }
+        - {name}
+    )
+
+
+@dataclass(frozen=True)
+class SqlCase:
+    payload: str
+    migration: str  # the row the statement is meant for: this name, with this id
+    row_id: str
+    statement: str
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(id, migration_name): the intended row, then neighbours by name and by id.
+
+        A name with bytes that are not UTF-8 cannot be stored in a database: it is stored with U+FFFD
+        (such a name is never in a statement; the statement names the row by id).
+        """
+        by_name = [(f"n{index}", name) for index, name in enumerate(_neighbours(self.migration))]
+        by_id = [(row_id, f"other{index}") for index, row_id in enumerate(_neighbours(self.row_id))]
+        rows = [(self.row_id, self.migration), *by_name, *(r for r in by_id if r[0] != self.row_id)]
+        return [(_storable(row_id), _storable(name)) for row_id, name in rows]
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _sql_cases() -> list[SqlCase]:
+    """Every statement every case prints, with the row it is meant for."""
+    out = []
+    for payload_name, payload in sorted(SHELL_PAYLOADS.items()):
+        for case in rendered_cases(payload, Path("/nonexistent")):
+            for finding in case.findings:
+                for statement in statements_of(finding):
+                    assert finding.migration is not None, (case.case, statement)
+                    row_id = case.row_ids[finding.migration]
+                    out.append(SqlCase(payload_name, finding.migration, row_id, statement.text))
+    return out
+
+
+def test_printed_sql_touches_only_the_intended_row(pg_database: PgDatabase) -> None:
+    cases = _sql_cases()
+    assert cases, "no template prints SQL: this test would prove nothing"
+    touched_beyond = 0
+    with closing(pg_database.connect()) as conn:
+        conn.autocommit = False
+        for case in cases:
+            assert visible(case.statement, COMMAND_LIMIT) == case.statement, case
+            rows = case.rows()
+            with conn.cursor() as cursor:
+                cursor.execute(POSTGRES_TABLE)
+                cursor.executemany(
+                    "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES (%s, %s, %s)",
+                    [(row_id, "0" * 64, name) for row_id, name in rows],
+                )
+                cursor.execute(case.statement.encode("utf-8"))
+                cursor.execute("SELECT id, migration_name FROM _prisma_migrations")
+                left = sorted(cursor.fetchall())
+            conn.rollback()
+            FIGURES["sql statements executed"] += 1
+            touched_beyond += len(rows) - 1 - len(left) + (rows[0] in left)
+            assert left == sorted(rows[1:]), case
+    FIGURES["sql rows touched beyond the intended"] += touched_beyond
+
+
+def test_printed_sql_touches_only_the_intended_row_on_sqlite(tmp_path: Path) -> None:
+    with closing(sqlite3.connect(tmp_path / "history.db")) as conn:
+        for case in _sql_cases():
+            conn.execute("BEGIN")
+            conn.execute(SQLITE_TABLE)
+            conn.executemany(
+                "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at) VALUES (?, ?, ?, ?)",
+                [
+                    (row_id, "0" * 64, name, datetime.now(timezone.utc).isoformat())
+                    for row_id, name in case.rows()
+                ],
+            )
+            conn.execute(case.statement)
+            left = sorted(conn.execute("SELECT id, migration_name FROM _prisma_migrations"))
+            conn.execute("ROLLBACK")
+            assert left == sorted(case.rows()[1:]), case
+
+
+# --- every template is exercised -------------------------------------------------------------------------
+
+
+def _builders() -> dict[CodeType, str]:
+    """The functions of diagnose/fixes.py that build what a fix prints (commands, SQL)."""
+    found = {}
+    for name, function in inspect.getmembers(fixes, inspect.isfunction):
+        if function.__module__ != fixes.__name__:
+            continue
+        returns = str(inspect.signature(function).return_annotation)
+        if any(kind in returns for kind in ("Command", "SqlStatement", "Note", "Fix", "Step")):
+            found[function.__code__] = name
+    return found
+
+
+def test_every_template_is_exercised() -> None:
+    builders = _builders()
+    called: set[CodeType] = set()
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code in builders:
+            called.add(frame.f_code)
+
+    codes: set[str] = set()
+    commands = 0
+    sys.setprofile(profile)
+    try:
+        for case in rendered_cases("", Path("/nonexistent")):
+            codes.update(f.code for f in case.findings)
+            commands += sum(len(commands_of(f)) for f in case.findings)
+    finally:
+        sys.setprofile(None)
+
+    assert builders, "diagnose/fixes.py has no builders: the enumeration is broken"
+    unexercised = sorted(builders[code] for code in set(builders) - called)
+    assert unexercised == [], "add a case to tests/support/findingcases.py that reaches these builders"
+    missing = sorted({kind.code for kind in KINDS} - codes)
+    assert missing == [], "add a case to tests/support/findingcases.py for these finding codes"
+    FIGURES["templates (cases)"] = len(findingcases.CASES)
+    FIGURES["commands per payload"] = commands
+
+
+def test_commands_are_built_only_by_the_fixes_module() -> None:
+    """A `Command(...)` or `SqlStatement(...)` written in a finding module would escape the test above."""
+    package = Path(fixes.__file__).parent
+    offenders = []
+    for module in sorted(package.glob("*.py")):
+        if module.name == "fixes.py":
+            continue
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in {"Command", "SqlStatement"}:
+                offenders.append(f"{module.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_git_takes_paths_in_fixes_literally(tmp_path: Path, git_env: dict[str, str]) -> None:
+    """A folder named `m*` next to `m1`: the printed `git add`/`git checkout` touch `m*` only (real git)."""
+    repo = tmp_path / "repo"
+    folders = ["m*", "m1", ":(glob)m?"]
+    run_git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    for folder in folders:
+        (repo / "migrations" / folder).mkdir(parents=True)
+        (repo / "migrations" / folder / "migration.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    run_git(repo, "commit", "-q", "--allow-empty", "-m", "start")
+    sandbox_free = dict(git_env)
+
+    for folder in ("m*", ":(glob)m?"):
+        line = fixes.commit_folder(repo, f"migrations/{folder}", f"Add migration {folder}").render()
+        subprocess.run(["bash", "-c", line], env=sandbox_free, check=True, capture_output=True)
+        assert run_git(repo, "show", "--name-only", "--format=", "HEAD").splitlines() == [
+            f"migrations/{folder}/migration.sql"
+        ]
+    for folder in folders:
+        (repo / "migrations" / folder / "migration.sql").write_text("edited\n", encoding="utf-8")
+    line = fixes.git(repo, "checkout", "HEAD", "--", "migrations/m*/migration.sql").render()
+    subprocess.run(["bash", "-c", line], env=sandbox_free, check=True, capture_output=True)
+    assert sorted(run_git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()) == [
+        " M migrations/:(glob)m?/migration.sql",
+        "?? migrations/m1/migration.sql",
+    ]
+    assert (repo / "migrations" / "m*" / "migration.sql").read_text(encoding="utf-8") == "SELECT 1;\n"
