@@ -37,3 +37,49 @@ def test_evaluation_agrees_with_prismas_loader(name: str) -> None:
         ours["url"] = prisma["url"]
     assert ours == prisma
     assert values.error is None
+
+
+def test_the_documented_subset(tmp_path: Path) -> None:
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "dev.env").write_text("HOST=db.internal\nNAME=app\n")
+    config = tmp_path / "prisma.config.ts"
+    config.write_text(
+        'import * as path from "path";\n'
+        'import { join, resolve as res } from "node:path";\n'
+        'import dotenv from "dotenv";\n'
+        'import { defineConfig, env, type PrismaConfig } from "prisma/config";\n'
+        "const mode = process.env.MODE ?? 'dev';\n"
+        "dotenv.config({ path: `envs/${mode}.env`, override: false });\n"
+        "const config = {\n"
+        "  schema: mode === 'dev' ? join(import.meta.dirname, 'db') : 'other',\n"
+        "  migrations: { path: res('db', 'migrations') },\n"
+        "  datasource: {\n"
+        "    url: `postgresql://me@${process.env.HOST}:5432/${env('NAME')}` as string,\n"
+        "    shadowDatabaseUrl: process.env.SHADOW!,\n"
+        "  },\n"
+        "} satisfies PrismaConfig;\n"
+        "export default defineConfig(config);\n"
+    )
+    values = read_prisma_config(config, cwd=tmp_path, env={}, read_env=read_env_file)
+    assert (values.schema, values.migrations_path, values.url) == (
+        tmp_path / "db",
+        tmp_path / "db" / "migrations",
+        "postgresql://me@db.internal:5432/app",
+    )
+    assert values.url_variables == ("HOST", "NAME")
+    assert values.env_files == (tmp_path / "envs" / "dev.env",)
+    assert (values.computed, values.shadow_url_set, values.error) == ((), False, None)
+
+
+def test_unknown_code_is_reported_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    config = tmp_path / "prisma.config.ts"
+    config.write_text(
+        'import { execSync } from "node:child_process";\n'
+        f'execSync("touch {marker}");\n'
+        "export default { datasource: { url: require('./url.js') } };\n"
+    )
+    values = read_prisma_config(config, cwd=tmp_path, env={}, read_env=read_env_file)
+    assert not marker.exists()
+    assert values.computed[0].startswith('statement `execSync("touch ')
+    assert values.computed[1:] == ("datasource.url (require('./url.js'))",)
