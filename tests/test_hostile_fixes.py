@@ -97,7 +97,7 @@ MIGRATIONS, BRANCHES = _all_names()
 class Rendered:
     case: str
     findings: tuple[Finding, ...]
-    rows: tuple[tuple[str, str], ...]  # (id, migration_name) of every history row of the renamed case
+    rows: tuple[tuple[str, str, bool, bool], ...]  # every history row of the renamed case (see Row)
 
 
 def rendered_cases(payload: str, root: Path, *, leading: bool = False) -> Iterator[Rendered]:
@@ -107,8 +107,22 @@ def rendered_cases(payload: str, root: Path, *, leading: bool = False) -> Iterat
         hostile_snapshot, hostile_evidence = renamer(snapshot), renamer(evidence)
         verdicts = diagnose.analyse(hostile_snapshot)
         found = diagnose.findings(hostile_snapshot, verdicts, hostile_evidence, NOW)
-        rows = {(r.id, r.migration_name) for h in hostile_snapshot.histories.values() for r in h.rows}
-        yield Rendered(name, tuple(found), tuple(sorted(rows)))
+        yield Rendered(name, tuple(found), _history_rows(hostile_snapshot))
+
+
+def _history_rows(snapshot: diagnose.ProjectSnapshot) -> tuple[tuple[str, str, bool, bool], ...]:
+    """Every history row in table order; a case's repeated id (ids there are names) made unique by
+    position, as a database's uuids are."""
+    rows = []
+    seen: Counter[str] = Counter()
+    for history in snapshot.histories.values():
+        for row in history.rows:
+            seen[row.id] += 1
+            row_id = row.id if seen[row.id] == 1 else f"{row.id}#{seen[row.id]}"
+            rows.append(
+                (row_id, row.migration_name, row.finished_at is not None, row.rolled_back_at is not None)
+            )
+    return tuple(rows)
 
 
 def commands_of(finding: Finding) -> list[Command]:
@@ -265,14 +279,17 @@ def _neighbours(name: str) -> list[str]:
     )
 
 
+# A history row as the SQL tests store it: (id, migration_name, finished, rolled back).
+Row = tuple[str, str, bool, bool]
+_STAMP = "2025-10-05T12:00:00+00:00"
+
+
 @dataclass(frozen=True)
 class SqlCase:
     payload: str
     statement: str
-    rows: tuple[
-        tuple[str, str], ...
-    ]  # (id, migration_name): the case's rows and the intended ones' neighbours
-    intended: frozenset[tuple[str, str]]  # the rows the statement is meant to delete
+    rows: tuple[Row, ...]  # the case's rows, and neighbours of the intended ones
+    intended: frozenset[str]  # the ids of the rows the statement is meant to delete
 
 
 def _storable(text: str) -> str:
@@ -281,17 +298,28 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _deleted_by(statement: str, rows: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """The rows `statement` deletes from a table holding `rows` (SQLite in memory)."""
+def _values(rows: Iterable[Row]) -> list[tuple[str, str, str, str | None, str | None]]:
+    return [
+        (row_id, "0" * 64, name, _STAMP if finished else None, _STAMP if rolled_back else None)
+        for row_id, name, finished, rolled_back in rows
+    ]
+
+
+_INSERT = (
+    "INSERT INTO _prisma_migrations (id, checksum, migration_name, finished_at, rolled_back_at)"
+    " VALUES ({0}, {0}, {0}, {0}, {0})"
+)
+
+
+def _deleted_by(statement: str, rows: Iterable[Row]) -> set[str]:
+    """The ids of the rows `statement` deletes from a table holding `rows` (SQLite in memory)."""
+    rows = list(rows)
     with closing(sqlite3.connect(":memory:")) as conn:
         conn.execute(SQLITE_TABLE)
-        conn.executemany(
-            "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES (?, ?, ?)",
-            [(row_id, "0" * 64, name) for row_id, name in rows],
-        )
+        conn.executemany(_INSERT.format("?"), _values(rows))
         conn.execute(statement)
-        left = set(conn.execute("SELECT id, migration_name FROM _prisma_migrations"))
-    return set(rows) - left
+        left = {row_id for (row_id,) in conn.execute("SELECT id FROM _prisma_migrations")}
+    return {row[0] for row in rows} - left
 
 
 def _paired(plain: Rendered, hostile: Rendered, renamer: Renamer) -> list[tuple[str, str]]:
@@ -313,6 +341,15 @@ def _paired(plain: Rendered, hostile: Rendered, renamer: Renamer) -> list[tuple[
     return pairs
 
 
+def _near(row: Row) -> list[Row]:
+    """Rows a sloppy statement would also hit: similar names, similar ids (the same name in another state
+    is the case's own business: `edited-rolled-back-first` holds both)."""
+    row_id, name, finished, rolled_back = row
+    near = [(f"n{k}-{row_id}", other, finished, rolled_back) for k, other in enumerate(_neighbours(name))]
+    near += [(other, f"o{k}-{name}", finished, rolled_back) for k, other in enumerate(_neighbours(row_id))]
+    return near
+
+
 def _sql_cases() -> list[SqlCase]:
     """Every statement every case prints, with the rows it is meant for: the rows the same statement
     deletes when the names are plain (payload ""), renamed."""
@@ -323,18 +360,20 @@ def _sql_cases() -> list[SqlCase]:
         for case in rendered_cases(payload, Path("/nonexistent")):
             reference = plain[case.case]
             for meant, statement in _paired(reference, case, renamer):
-                intended = {(renamer.text(i), renamer.text(n)) for i, n in _deleted_by(meant, reference.rows)}
-                assert intended, (case.case, meant)
-                near = [(f"n{k}-{i}", name) for i, n in intended for k, name in enumerate(_neighbours(n))]
-                near += [
-                    (row_id, f"o{k}-{n}") for i, n in intended for k, row_id in enumerate(_neighbours(i))
-                ]
-                by_id: dict[str, str] = {}
-                for row_id, name in [*case.rows, *near]:  # the case's own rows first; ids stay unique
-                    by_id.setdefault(_storable(row_id), _storable(name))
-                rows = set(by_id.items())
-                stored = frozenset((_storable(i), _storable(n)) for i, n in intended)
-                out.append(SqlCase(payload_name, statement, tuple(sorted(rows)), stored))
+                intended_ids = {renamer.text(row_id) for row_id in _deleted_by(meant, reference.rows)}
+                assert intended_ids, (case.case, meant)
+                intended = [row for row in case.rows if row[0] in intended_ids]
+                by_id: dict[str, Row] = {}
+                for row_id, name, finished, rolled_back in [
+                    *case.rows,
+                    *(n for r in intended for n in _near(r)),
+                ]:
+                    # The case's own rows first; ids stay unique.
+                    by_id.setdefault(
+                        _storable(row_id), (_storable(row_id), _storable(name), finished, rolled_back)
+                    )
+                stored = frozenset(_storable(row_id) for row_id in intended_ids)
+                out.append(SqlCase(payload_name, statement, tuple(by_id.values()), stored))
     return out
 
 
@@ -348,15 +387,12 @@ def test_printed_sql_touches_only_the_intended_row(pg_database: PgDatabase) -> N
             assert visible(case.statement, COMMAND_LIMIT) == case.statement, case
             with conn.cursor() as cursor:
                 cursor.execute(POSTGRES_TABLE)
-                cursor.executemany(
-                    "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES (%s, %s, %s)",
-                    [(row_id, "0" * 64, name) for row_id, name in case.rows],
-                )
+                cursor.executemany(_INSERT.format("%s"), _values(case.rows))
                 cursor.execute(case.statement.encode("utf-8"))
-                cursor.execute("SELECT id, migration_name FROM _prisma_migrations")
-                left = set(cursor.fetchall())
+                cursor.execute("SELECT id FROM _prisma_migrations")
+                left = {row_id for (row_id,) in cursor.fetchall()}
             conn.rollback()
-            deleted = set(case.rows) - left
+            deleted = {row[0] for row in case.rows} - left
             FIGURES["sql statements executed"] += 1
             touched_beyond += len(deleted - case.intended)
             assert deleted == case.intended, case
@@ -449,3 +485,8 @@ def test_git_takes_paths_in_fixes_literally(tmp_path: Path, git_env: dict[str, s
         "?? migrations/m1/migration.sql",
     ]
     assert (repo / "migrations" / "m*" / "migration.sql").read_text(encoding="utf-8") == "SELECT 1;\n"
+    # `git mv` takes paths, not pathspecs: the builder leaves them as they are.
+    run_git(repo, "checkout", "-q", "--", ".")
+    line = fixes.git(repo, "mv", "--", "migrations/m*", "migrations/m9").render()
+    subprocess.run(["bash", "-c", line], env=sandbox_free, check=True, capture_output=True)
+    assert sorted(p.name for p in (repo / "migrations").iterdir()) == [":(glob)m?", "m1", "m9"]
