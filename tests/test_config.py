@@ -856,3 +856,15 @@ def test_render_refuses_unknown_project_keys_and_no_projects() -> None:
         render_commented_config([{"repo": "/r", "colour": "blue"}])
     with pytest.raises(ValueError, match="needs at least one project"):
         render_commented_config([])
+
+
+def test_env_files_must_stay_inside_the_worktree(tmp_path: Path, env: dict[str, str]) -> None:
+    errors = errors_of(
+        tmp_path,
+        'projects: [{repo: /r, env_files: ["/etc/passwd", "../../.env", "a/../../b", ".env"]}]\n',
+        env,
+    )
+    assert errors == [
+        f"projects[0].env_files[{index}]: must be a path inside the worktree (relative, without ..)"
+        for index in (0, 1, 2)
+    ]

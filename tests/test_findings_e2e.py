@@ -96,7 +96,13 @@ def test_checksum_mismatch_uncommitted_edit(project: Project) -> None:
         == f"git -C {project.other} checkout {head[:12]} -- prisma/migrations/{INIT}/migration.sql"
     )
     assert finding["details"]["matches_in"] == [{"worktree": str(project.main), "branch": "main"}]
-    assert "never edit an applied migration" in finding["fix"][-1]
+    assert (
+        "only comments and whitespace changed (cosmetic: the SQL that runs is the same)" in finding["message"]
+    )
+    assert (
+        finding["fix"][-1]
+        == "why: Prisma checksums the whole file, comments included: restore the applied text"
+    )
     # Running the fix restores agreement.
     project.repo.git(project.other, "checkout", head[:12], "--", f"prisma/migrations/{INIT}/migration.sql")
     assert project.status()[0] == 0
@@ -215,7 +221,7 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path, git_env: dict[str, s
     project.db.unlink()
     _, doc = project.status()
     assert _only(doc, "not_managed")["message"].endswith(
-        "does not exist yet): Prisma has not migrated it yet"
+        "does not exist yet) and no tables: Prisma has not migrated it yet"
     )
     assert not project.db.exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from migwatch.agenthooks import PROTOCOLS, PayloadError, answer, read_shell_call
+from migwatch.cli import main
 from migwatch.guard import (
     AGENT_LINE,
     Action,
@@ -392,3 +394,24 @@ def test_workspace_packages_are_reread_when_they_change(tmp_path: Path) -> None:
     )
     os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns + 1_000_000))
     assert [c.action for c in guarded_commands(["npm", "run", "db"], tmp_path, tmp_path)] == [RESET]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["guard"], "migwatch guard: give the command to run after --: migwatch guard -- npx prisma …"),
+        (["guard", "--"], "migwatch guard: give the command to run after --: migwatch guard -- npx prisma …"),
+        (
+            ["guard", "--hook", "claude-code", "--", "ls"],
+            "migwatch guard: --hook reads the command from the agent's payload on stdin",
+        ),
+        (
+            ["guard", "--hook", "cursor"],
+            "migwatch guard: argument --hook: invalid choice: 'cursor' (choose from 'claude-code', 'gemini-cli')",
+        ),
+    ],
+)
+def test_usage_errors(argv: list[str], message: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, out=out, err=err) == 2
+    assert (out.getvalue(), err.getvalue()) == ("", message + "\n")

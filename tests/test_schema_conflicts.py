@@ -5,6 +5,7 @@ Each case also shows the conflict is real: the SQL applied as Prisma would apply
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -133,8 +134,9 @@ def test_two_different_migrations_with_one_name(project: Project) -> None:
         f for f in doc["findings"] if f["code"] == "name_collision" and f["worktree"] == str(project.other)
     )
     assert finding["message"] == (
-        f"shop-other (feature/other): {BRANCH_MIGRATION} is another migration in shop (main) (same folder name, "
-        "different SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one migration"
+        f"shop-other (feature/other): {BRANCH_MIGRATION} differs from the {BRANCH_MIGRATION} in shop (main) "
+        "(same folder name, different SQL); merged, one replaces the other or git stops with a conflict, and "
+        "Prisma sees one migration"
     )
     mine = project.migrations(project.other) / BRANCH_MIGRATION / "migration.sql"
     theirs = project.migrations(project.main) / BRANCH_MIGRATION / "migration.sql"
@@ -160,3 +162,22 @@ def test_same_migration_in_two_worktrees_is_no_collision(project: Project) -> No
     project.repo.write_migration(project.other, BRANCH_MIGRATION, ADD_PASSWORD.replace("\n", "\r\n"))
     _, doc = project.status()
     assert [f for f in doc["findings"] if f["code"] in ("name_collision", "schema_conflict")] == []
+
+
+def test_applied_migration_only_git_still_has_is_read_from_the_base_branch(project: Project) -> None:
+    _with_base(project)
+    project.apply(project.main, INIT)
+    project.repo.write_migration(project.main, MAIN_MIGRATION, ADD_PASSWORD)
+    project.repo.commit(project.main, "password on main")
+    project.apply(project.main, MAIN_MIGRATION)
+    shutil.rmtree(project.migrations(project.main) / MAIN_MIGRATION)  # no worktree has the folder now
+    project.repo.write_migration(project.other, BRANCH_MIGRATION, ADD_PASSWORD)
+    _, doc = project.status()
+    [finding] = [f for f in _conflicts(doc) if f["worktree"] == str(project.other)]
+    assert finding["message"] == (
+        f"shop-other (feature/other): {BRANCH_MIGRATION} is not applied yet; its deploy will fail: "
+        f"User.password already exists, added by {MAIN_MIGRATION} (applied from main)"
+    )
+    show = f"git -C {project.other} show main:prisma/migrations/{MAIN_MIGRATION}/migration.sql"
+    assert finding["fix"][0] == show
+    assert subprocess.run(show, shell=True, capture_output=True, text=True, check=True).stdout == ADD_PASSWORD

@@ -282,3 +282,38 @@ def test_when_inotify_is_full_the_worktree_is_polled_with_one_warning(
     finally:
         h.watcher.stop()
         assert h.worker.stop(5)
+
+
+def test_env_files_that_discovery_read_are_watched(harness: Harness, tmp_path: Path) -> None:
+    # A monorepo package whose scripts load the repository root's .env.local (`dotenv -e ../../.env.local --`).
+    import json
+
+    from migwatch.discovery import discover_worktree
+    from migwatch.model import Worktree
+    from migwatch.watchtargets import setup_targets
+
+    root = tmp_path / "repo"
+    package = root / "packages" / "db"
+    make_worktree(package)
+    (package / ".env").unlink()
+    (package / "prisma" / "schema.prisma").write_text(
+        'datasource db {\n  provider = "sqlite"\n  url      = env("DATABASE_URL")\n}\n'
+    )
+    (package / "package.json").write_text(
+        json.dumps(
+            {
+                "devDependencies": {"prisma": "6.19.3"},
+                "scripts": {"migrate": "dotenv -e ../../.env.local -- prisma migrate deploy"},
+            }
+        )
+    )
+    (root / ".env.local").write_text('DATABASE_URL="file:./dev.db"\n')
+    setup = discover_worktree(
+        Worktree(path=root, head=None, branch="main"), configured_schema=None, database_url=None, env={}
+    )
+    assert setup.database is not None and root / ".env.local" in setup.env_files
+    harness.watcher.update("repo", setup_targets("repo", setup, {}))
+
+    (root / ".env.local").write_text('DATABASE_URL="file:./other.db"\n')
+
+    assert harness.wait_batches(1) == [["repo"]]

@@ -252,6 +252,8 @@ def _schema_problems(document: Any) -> set[Problem]:
             problems.add((path, _empty_list_message(path)))
         elif error.validator == "minLength":
             problems.add((path, "must not be empty"))
+        elif error.validator == "pattern" and "x-pattern-message" in error.schema:
+            problems.add((path, str(error.schema["x-pattern-message"])))
         elif error.validator == "enum":
             choices = ", ".join(str(choice) for choice in error.validator_value)
             problems.add((path, f"must be one of {choices} (got {redact(repr(error.instance))})"))

@@ -169,7 +169,10 @@ def worktree_state(
         top = Path(gitio.run_git(cwd, "rev-parse", "--show-toplevel", env=ctx.env).strip())
     except gitio.GitError:
         return GuardState(worktree=str(cwd), problem="not inside a git worktree"), ctx
-    project, ctx = _project(top, ctx)
+    try:
+        project, ctx = _project(top, ctx)
+    except gitio.GitError as exc:
+        return GuardState(worktree=str(top), problem=f"git cannot list the worktrees: {exc}"), ctx
     if project is None:
         return GuardState(worktree=str(top), problem="this worktree is ignored by the config"), ctx
     setups = _setups(project, ctx.env)
@@ -304,18 +307,18 @@ def log_decision(
     """One `GUARD <verdict> key=value …` line in the daemon's log file (never raises)."""
     import logging
 
-    from migwatch.logsetup import add_file_log, default_log_file, quote_value
+    from migwatch.logsetup import add_file_log, default_log_file, key_values
 
     verdict = "force" if forced else decision.verdict.value
-    fields: list[tuple[str, object]] = [("worktree", state.worktree), ("command", shown)]
-    fields.append(("reason", decision.reason))
-    if state.database:
-        fields.append(("database", state.database))
-    if state.shared_with:
-        fields.append(("shared_with", ", ".join(state.shared_with)))
-    if agent:
-        fields.append(("agent", agent))
-    line = f"GUARD {verdict} " + " ".join(f"{key}={quote_value(value)}" for key, value in fields)
+    fields: list[tuple[str, object]] = [
+        ("worktree", state.worktree),
+        ("command", shown),
+        ("reason", decision.reason),
+        ("database", state.database),
+        ("shared_with", ", ".join(state.shared_with) or None),
+        ("agent", agent),
+    ]
+    line = f"GUARD {verdict} {key_values(fields)}"  # None values are left out
     logger = logging.getLogger(GUARD_LOGGER)
     logger.propagate = False  # the person already reads the decision on stderr
     try:

@@ -37,6 +37,10 @@ class HistoryError(Exception):
     """The database could not be reached or read; one line, password-free."""
 
 
+# Tables listed for a database without a history table (enough to tell empty from not).
+TABLES_SHOWN = 5
+
+
 def read_history(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> History:
     """Connect, read the whole history table, disconnect. Never raises for database problems."""
     try:
@@ -112,7 +116,15 @@ def read_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> History:
             has_table = bool(row and row[0])
             running = _lock_held(cur)
             if not has_table:
-                return History(database=ref, reachable=True, has_table=False, migration_running=running)
+                cur.execute(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = %s "
+                    "ORDER BY table_name LIMIT %s",
+                    (ref.schema, TABLES_SHOWN),
+                )
+                tables = tuple(str(values[0]) for values in cur.fetchall())
+                return History(
+                    database=ref, reachable=True, has_table=False, migration_running=running, tables=tables
+                )
             # Every column as text: a timestamp Python cannot hold (`infinity`, year 10000, BC) or a value
             # of an unexpected type is one odd row, never a failed read of the whole table.
             query = sql.SQL(
@@ -217,7 +229,14 @@ def read_sqlite(ref: DatabaseRef) -> History:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
         ).fetchone()
         if not has_table:
-            return History(database=ref, reachable=True, has_table=False)
+            found = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY name LIMIT ?",
+                (TABLES_SHOWN,),
+            ).fetchall()
+            return History(
+                database=ref, reachable=True, has_table=False, tables=tuple(str(t[0]) for t in found)
+            )
         cursor = conn.execute(f"SELECT {COLUMNS} FROM {TABLE} ORDER BY started_at")
         rows = tuple(_row(values) for values in cursor.fetchall())
     except sqlite3.DatabaseError as exc:

@@ -239,6 +239,13 @@ def _rel(directory: Path | None, root: Path) -> str:
         return ""
 
 
+def _text(file: Path) -> str | None:
+    try:
+        return file.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
 def _restore(worktree: Path, rel: str, stored: str, env: Mapping[str, str]) -> diagnose.Restore:
     try:
         changed_by = gitio.last_change(worktree, rel, env=env)
@@ -247,7 +254,10 @@ def _restore(worktree: Path, rel: str, stored: str, env: Mapping[str, str]) -> d
             if blob is not None and checksum_matches(stored, checksum_variants(blob)):
                 if rev == "HEAD":
                     rev = gitio.run_git(worktree, "rev-parse", "HEAD", env=env).strip()
-                return diagnose.Restore(rev=rev, changed_by=changed_by)
+                applied = blob.decode("utf-8", "replace")
+                return diagnose.Restore(
+                    rev=rev, changed_by=changed_by, applied_sql=applied, current_sql=_text(worktree / rel)
+                )
     except gitio.GitError as exc:
         log.debug("no git history for %s in %s: %s", rel, worktree, exc)
         return diagnose.Restore()

@@ -78,6 +78,13 @@ def setup_targets(key: K, setup: PrismaSetup, env: Mapping[str, str]) -> list[tu
         migrations_dir=setup.migrations_dir,
         git_dir=git_dir_of(path, env),
     )
+    # The env files discovery read (script wrappers' `dotenv -e ../../.env`, the config's loadEnvFile,
+    # the project's env_files): a change to one can change the URL. Only those inside the worktree.
+    folders: dict[Path, set[str]] = {}
+    for file in setup.env_files:
+        if _inside(file, path):
+            folders.setdefault(file.parent, set()).add(file.name)
+    targets += [WatchTarget(key, folder, names=frozenset(names)) for folder, names in folders.items()]
     pairs = [(t, path if _inside(t.path, path) else t.path) for t in targets]
     # The worktree folder itself, seen from its parent: `rm -rf` or a move of the whole worktree.
     pairs.append((WatchTarget(key, path.parent, names=frozenset({path.name})), path.parent))

@@ -334,6 +334,32 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add("pending-alone", project([member(MAIN, [INIT, SECOND])], [row(INIT)]))
     add("pending-and-behind", project([member(MAIN, [INIT, THIRD])], [row(INIT), row(SECOND)]))
     add("out-of-order", project([member(MAIN, [EARLY, INIT, SECOND])], both))
+    numbered = [member(MAIN, ["01_init", "02_add_billing", "03_add_invoice"])]
+    add("out-of-order-numbered", project(numbered, [row("01_init"), row("03_add_invoice")]))
+    on_main = Evidence(shared={(EPIC3.path, EARLY): ("main", "Americano")})
+    add("out-of-order-shared", project([member(EPIC3, [EARLY, INIT, SECOND])], both), on_main)
+    edited_failed = folder_of(MAIN.path, [INIT, SECOND], edited=[SECOND])
+    add(
+        "failed-edited-after",
+        project([member(MAIN, folder=edited_failed)], [row(INIT), row(SECOND, failed=True)]),
+    )
+    retried = folder_of(MAIN.path, [INIT, SECOND], edited=[SECOND])
+    add(
+        "edited-rolled-back-first",
+        project(
+            [member(MAIN, folder=retried)],
+            [row(INIT), row(SECOND, rolled_back=True), row(SECOND, checksum=None)],
+        ),
+    )
+    add(
+        "not-managed-baseline",
+        project(
+            [member(MAIN, [INIT, SECOND])],
+            history=lambda ref: History(
+                database=ref, reachable=True, has_table=False, tables=("Post", "User")
+            ),
+        ),
+    )
     add("out-of-order-odd-newest", project([member(MAIN, ["aaa_first", "zzz"])], [row("zzz")]))
 
 

@@ -16,6 +16,7 @@ from migwatch.diagnose.client import stale_client_findings
 from migwatch.diagnose.conflicts import name_collisions, schema_conflicts
 from migwatch.diagnose.context import Ctx
 from migwatch.diagnose.database import LOG_HEAD_LINES, database_findings
+from migwatch.diagnose.edits import edited_findings
 from migwatch.diagnose.evidence import (
     AppliedSql,
     Evidence,
@@ -28,11 +29,9 @@ from migwatch.diagnose.evidence import (
 from migwatch.diagnose.files import folder_findings, marker_findings, missing_sql_findings, setup_findings
 from migwatch.diagnose.history import (
     behind_findings,
-    edited_findings,
-    newer_name,
-    out_of_order_findings,
     pending_findings,
 )
+from migwatch.diagnose.renames import newer_name, out_of_order_findings
 from migwatch.diagnose.semantics import (
     SUPPORTED_PROVIDERS,
     ProjectSnapshot,

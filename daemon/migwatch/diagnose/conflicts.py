@@ -12,9 +12,9 @@ different migrations. Pure.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, database_id, finding
@@ -25,11 +25,18 @@ from migwatch.model import Finding, Fix, LocalMigration, Step
 from migwatch.sqlschema import MigrationChanges, parse_migration
 from migwatch.sqlschema.conflicts import Clash, clashes, deploy_outcome, describe
 
+_PARSED: dict[tuple[str, str], MigrationChanges | None] = {}
+PARSED_KEPT = 4096
 
-@lru_cache(maxsize=4096)
+
 def _parsed(text: str, provider: str, where: str) -> MigrationChanges | None:
-    """Parsed once per text: the daemon compares the same files on every check."""
-    return parse_migration(text, provider, where)
+    """Parsed once per text (keyed by its digest, so no text is kept): the daemon re-checks the same files."""
+    key = (hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), provider)
+    if key not in _PARSED:
+        if len(_PARSED) >= PARSED_KEPT:
+            _PARSED.pop(next(iter(_PARSED), key), None)
+        _PARSED[key] = parse_migration(text, provider, where)
+    return _PARSED.get(key)
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ def _worktree_other(there: WorktreeSnapshot, name: str, found: tuple[Clash, ...]
 def _conflict(ctx: Ctx, here: WorktreeSnapshot, mine: str, others: Sequence[_Other]) -> Finding:
     first = others[0]
     clash = first.clashes[0]
-    objects = sorted({str(c.obj) for o in others for c in o.clashes})
+    objects = list(dict.fromkeys(str(c.obj) for o in others for c in o.clashes))  # first clash first
     if first.against == "database":
         what = f"{mine} is not applied yet; {deploy_outcome(clash, first.name, first.place.removeprefix('applied from '))}"
         advice = f"change {mine} so it builds on {first.name} before deploying it"
@@ -227,8 +234,9 @@ def _collision(
         worktree=here.worktree.path,
         migration=mine.name,
         message=(
-            f"{here.worktree.label}: {mine.name} is another migration in {labels} (same folder name, different "
-            "SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one migration"
+            f"{here.worktree.label}: {mine.name} differs from the {mine.name} in {labels} (same folder name, "
+            "different SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one "
+            "migration"
         ),
         fix=Fix(
             steps=tuple(shell("diff", "-u", str(mine.path / "migration.sql"), str(path)) for path in theirs),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from migwatch.checksum import checksum_matches
 from migwatch.dburl import parse_postgres
 from migwatch.diagnose.context import Ctx, finding, names, where
-from migwatch.diagnose.fixes import deploy, resolve, shell
-from migwatch.diagnose.semantics import WorktreeSnapshot
-from migwatch.model import Command, Finding, Fix, History, HistoryRow, Note
+from migwatch.diagnose.fixes import chain, delete_history_rows, deploy, resolve, shell
+from migwatch.diagnose.semantics import WorktreeSnapshot, counts_rolled_back
+from migwatch.model import Finding, Fix, History, HistoryRow, Note, Step
 
 LOG_HEAD_LINES = 3
 
@@ -51,23 +52,34 @@ def database_findings(ctx: Ctx, group: str, history: History) -> list[Finding]:
 
 
 def _not_managed(ctx: Ctx, first: WorktreeSnapshot, history: History) -> Finding:
-    first_local = next(iter(first.folder.migrations), None) if first.folder else None
-    steps = [deploy(first)]
-    if first_local:
-        comment = "instead, if the database already has this schema (baseline)"
-        steps.append(resolve(first, "applied", first_local.name, comment=comment))
+    """An empty database gets deploy; one that already has tables is baselined (Prisma's baselining guide:
+    every local migration recorded as applied without running it)."""
+    local = [m.name for m in first.folder.migrations if m.has_sql] if first.folder else []
     db = history.database.id
     extra = f" ({history.error})" if history.error else ""
+    if history.tables and local:
+        marks = [resolve(first, "applied", name) for name in local]
+        steps: tuple[Step, ...] = (chain(*marks),)
+        shown = ", ".join(history.tables)
+        message = f"{db} has no _prisma_migrations table{extra} but already has tables ({shown}…)"
+        why = (
+            "if these tables are this schema, baseline: record every local migration as applied without running "
+            "it (deploy would fail on the first CREATE of a table that exists); if they are not, this is the "
+            "wrong database"
+        )
+    else:
+        steps = (deploy(first),)
+        message = f"{db} has no _prisma_migrations table{extra} and no tables: Prisma has not migrated it yet"
+        why = "an empty database: deploy creates the history table and applies every migration"
     return finding(
         ctx,
         "not_managed",
         database=db,
         worktree=None,
         migration=None,
-        message=f"{db} has no _prisma_migrations table{extra}: Prisma has not migrated it yet",
-        fix=Fix(
-            steps=tuple(steps), why="Prisma has never migrated this database, so it has no history to compare"
-        ),
+        message=message,
+        fix=Fix(steps=steps, why=why),
+        tables=list(history.tables),
     )
 
 
@@ -91,16 +103,16 @@ def _failed(ctx: Ctx, members: Sequence[WorktreeSnapshot], row: HistoryRow, db: 
     here = holders[0] if holders else members[0]
     logs = [line for line in (row.logs or "").splitlines() if line.strip()][:LOG_HEAD_LINES]
     started = row.started_at.isoformat(timespec="seconds") if row.started_at else "unknown time"
-    rolled_back = "after undoing its partial changes"
-    steps: list[Command | Note] = [resolve(here, "rolled-back", name, comment=rolled_back)]
-    if holders:
-        applied = "after finishing its changes by hand"
-        steps.append(resolve(here, "applied", name, comment=applied))
+    local = here.folder.get(name) if here.folder is not None else None
+    if (
+        local is not None
+        and local.has_sql
+        and not checksum_matches(row.checksum, local.checksums)
+        and (counts_rolled_back(here.setup))
+    ):
+        steps, why = _edited_after_failure(here, name)
     else:
-        search = shell("git", "log", "--all", "--", f"*{name}").render()
-        steps.append(
-            Note(f"# --applied needs the folder {name}, which no worktree has: get it first ({search})")
-        )
+        steps, why = _resolve_steps(here, name, bool(holders)), None
     log_text = f" Log: {' | '.join(logs)}" if logs else " (no log recorded)"
     return finding(
         ctx,
@@ -111,10 +123,40 @@ def _failed(ctx: Ctx, members: Sequence[WorktreeSnapshot], row: HistoryRow, db: 
         message=f"{name} failed in {db} (started {started}), from {names(holders) if holders else 'unknown'}.{log_text}",
         fix=Fix(
             steps=tuple(steps),
-            why="until the failed row is resolved, every `prisma migrate deploy` stops with P3009",
+            why=why or "until the failed row is resolved, every `prisma migrate deploy` stops with P3009",
         ),
         origin=holders[0] if holders else None,
         logs="\n".join((row.logs or "").splitlines()[:20]),
         started_at=started,
         found_in=[where(s) for s in holders],
     )
+
+
+def _resolve_steps(here: WorktreeSnapshot, name: str, has_folder: bool) -> list[Step]:
+    """Prisma's own way out: mark it rolled back (after undoing) or applied (after finishing by hand)."""
+    steps: list[Step] = [resolve(here, "rolled-back", name, comment="after undoing its partial changes")]
+    if has_folder:
+        steps.append(resolve(here, "applied", name, comment="after finishing its changes by hand"))
+    else:
+        search = shell("git", "log", "--all", "--", f"*{name}").render()
+        steps.append(
+            Note(f"# --applied needs the folder {name}, which no worktree has: get it first ({search})")
+        )
+    return steps
+
+
+def _edited_after_failure(here: WorktreeSnapshot, name: str) -> tuple[list[Step], str]:
+    """The file was fixed after it failed: drop the failed row, then deploy the fixed file.
+
+    Measured with Prisma 6.19 (../shared/prisma-oracle): after `resolve --rolled-back` and `deploy`, the
+    rolled-back row keeps the old checksum and Prisma ≤ 7.8 compares it, so the migration stays
+    "edited" (and `migrate dev` offers a reset); without the failed row, deploy leaves it clean.
+    """
+    delete = delete_history_rows([name], " AND finished_at IS NULL AND rolled_back_at IS NULL")
+    undo = "undo its partial changes in the database by hand, then delete the failed row: "
+    steps: list[Step] = [Note(undo, delete) if delete else Note(undo + "pick it by id"), deploy(here)]
+    why = (
+        f"{name} was edited after it failed (that is how a failed migration gets fixed); marking the failed row "
+        "rolled back would keep its old checksum, which this Prisma version still compares"
+    )
+    return steps, why

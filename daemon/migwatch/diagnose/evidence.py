@@ -20,6 +20,8 @@ class Restore:
 
     rev: str | None = None  # a commit whose migration.sql matches the database
     changed_by: str | None = None  # "an uncommitted change in this worktree" / "<sha> <subject> (…)"
+    applied_sql: str | None = None  # the text at `rev` (what the database ran)
+    current_sql: str | None = None  # the worktree's text now
 
 
 @dataclass(frozen=True)

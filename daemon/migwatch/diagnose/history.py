@@ -7,12 +7,9 @@ which reads the table.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
-from migwatch.checksum import checksum_matches
 from migwatch.diagnose.context import Ctx, database_id, finding, names, where
-from migwatch.diagnose.evidence import Restore, holders, migrations_rel
-from migwatch.diagnose.fixes import deploy, git, reset_warning, shell
+from migwatch.diagnose.evidence import holders, migrations_rel
+from migwatch.diagnose.fixes import deploy, reset_warning
 from migwatch.diagnose.origins import placement, replaced_fix, replaced_together, successor_of
 from migwatch.diagnose.semantics import WorktreeVerdict
 from migwatch.model import Finding, Fix, HistoryRow, Note, Step
@@ -121,106 +118,4 @@ def _pending(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
         message=f"{snapshot.worktree.label}: {name} is not applied to {db}",
         fix=Fix(steps=steps, why=why),
         would_be_behind=[where(s) for s in others],
-    )
-
-
-def newer_name(name: str, newest: str, now: datetime) -> str:
-    """A folder name that sorts after `newest`: a fresh 14-digit timestamp with the same description."""
-    stamp = now.astimezone(timezone.utc)
-    if newest[:14].isdigit():
-        try:
-            newest_time = datetime.strptime(newest[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-            stamp = max(stamp, newest_time + timedelta(seconds=1))
-        except ValueError:
-            pass
-    description = name[14:].lstrip("_") if name[:14].isdigit() else name
-    return f"{stamp:%Y%m%d%H%M%S}_{description}"
-
-
-def out_of_order_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
-    """out_of_order: one per unapplied migration that sorts before the newest applied one."""
-    return [_out_of_order(ctx, verdict, name) for name in verdict.out_of_order]
-
-
-def _out_of_order(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
-    snapshot = verdict.snapshot
-    path = snapshot.worktree.path
-    db = database_id(snapshot)
-    newest = verdict.newest_applied or ""
-    renamed = newer_name(name, newest, ctx.now)
-    base = snapshot.setup.migrations_dir or path
-    return finding(
-        ctx,
-        "out_of_order",
-        database=db,
-        worktree=path,
-        migration=name,
-        message=(
-            f"{snapshot.worktree.label}: {name} is not applied and sorts before {newest}, the newest migration "
-            f"applied to {db}"
-        ),
-        fix=Fix(
-            steps=(shell("mv", str(base / name), str(base / renamed)),),
-            why="`prisma migrate deploy` would apply it out of order and `prisma migrate dev` would report a "
-            "diverged history; rename it to a newer timestamp before it is applied or merged, if it depends on later ones",
-        ),
-        newest_applied=newest,
-        suggested_name=renamed,
-    )
-
-
-def edited_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
-    """checksum_mismatch: one per applied migration whose migration.sql changed."""
-    return [_edited(ctx, verdict, name, stored) for name, stored in verdict.edited]
-
-
-def _edited(ctx: Ctx, verdict: WorktreeVerdict, name: str, stored: str | None) -> Finding:
-    snapshot = verdict.snapshot
-    path = snapshot.worktree.path
-    db = database_id(snapshot)
-    sql = (snapshot.setup.migrations_dir or path) / name / "migration.sql"
-    rel = sql.relative_to(path).as_posix() if path in sql.parents else str(sql)
-    matching = [
-        s
-        for s in ctx.members(verdict.group or "")
-        if s.worktree.path != path
-        and s.folder is not None
-        and (m := s.folder.get(name)) is not None
-        and checksum_matches(stored, m.checksums)
-    ]
-    restore = ctx.evidence.restores.get((path, name), Restore())
-    if restore.rev:
-        step = git(path, "checkout", restore.rev[:12], "--", rel)
-    elif matching:
-        other = matching[0].setup.migrations_dir or matching[0].worktree.path
-        step = shell("cp", str(other / name / "migration.sql"), str(sql))
-    else:
-        step = git(
-            path, "log", "-p", "--", rel, comment="no copy matches the database; find the applied text"
-        )
-    copies = (
-        f"; the copy in {names(matching)} matches the database"
-        if matching
-        else "; no worktree's copy matches"
-    )
-    changed = f" (changed by {restore.changed_by})" if restore.changed_by else ""
-    no_checksum = " (its row has no checksum)" if not stored else ""
-    return finding(
-        ctx,
-        "checksum_mismatch",
-        database=db,
-        worktree=path,
-        migration=name,
-        message=(
-            f"{snapshot.worktree.label}: applied migration {name} was edited{changed}: its migration.sql no longer "
-            f"matches the checksum recorded in {db}{no_checksum}{copies}"
-        ),
-        fix=Fix(
-            steps=(step,),
-            reset_warning=reset_warning(ctx, snapshot, verdict.group),
-            why="never edit an applied migration — put the change in a new migration instead",
-        ),
-        matches_in=[where(s) for s in matching],
-        restore_rev=restore.rev,
-        changed_by=restore.changed_by,
     )

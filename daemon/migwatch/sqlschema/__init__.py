@@ -14,11 +14,19 @@ from migwatch.sqlschema.netchange import net_changes
 
 log = logging.getLogger(__name__)
 
+# Larger files are data loads, not schema changes: the largest migration.sql of five real projects
+# (documenso, ghostfolio, papermark, umami, pingvin-share) has 31 KB, and 1 MB of INSERT … VALUES takes
+# ≈10 s to read (sqlglot is pure Python).
+MAX_SQL_CHARS = 1_000_000
+
 __all__ = ["Action", "Change", "Kind", "MigrationChanges", "Obj", "parse_migration"]
 
 
 def parse_migration(sql_text: str, provider: str, where: str = "migration.sql") -> MigrationChanges | None:
     """The net changes of one migration.sql for `provider` ("postgresql" or "sqlite"); None if unreadable."""
+    if len(sql_text) > MAX_SQL_CHARS:
+        log.debug("not parsing %s: %d characters", where, len(sql_text))
+        return None
     reader = sqlite.read_statements if provider == "sqlite" else postgres.read_statements
     try:
         changes, skipped = reader(sql_text)

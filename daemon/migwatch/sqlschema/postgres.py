@@ -259,6 +259,9 @@ def _dml(stmt: ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt) -> Iterator[Cha
     for target in targets or ():
         if isinstance(target, ast.ResTarget) and target.name:
             yield Change(Obj(Kind.COLUMN, str(target.name), table), Action.USE)
+    source = stmt.selectStmt if isinstance(stmt, ast.InsertStmt) else None
+    if isinstance(source, ast.SelectStmt) and source.valuesLists:
+        return  # INSERT … VALUES: constants only (and walking a large data load costs seconds)
     references = _References()
     references(stmt)
     in_scope = set(references.tables.values())
