@@ -77,8 +77,8 @@ KINDS: tuple[FindingKind, ...] = (
         ERROR,
         "failed migration",
         "a migration failed half way (every `migrate deploy` stops with P3009)",
-        "undo its partial changes, then `npx prisma migrate resolve --rolled-back <name>`; or finish them by "
-        "hand and `--applied <name>`. The alert shows the head of Prisma's log",
+        "undo its partial changes, then `npx prisma migrate resolve --rolled-back=<name>`; or finish them by "
+        "hand and `--applied=<name>`. The alert shows the head of Prisma's log",
         transient=True,
     ),
     _kind(
