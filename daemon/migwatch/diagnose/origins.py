@@ -125,6 +125,16 @@ def _removed(verdict: WorktreeVerdict, name: str, where: Whereabouts, row: Histo
             "if they are still wanted, restore the folder as it was before that commit: " + restore.render()
         ),
     )
+    added = [n for n, _ in where.removal.added_with if n != name]
+    if added:
+        # Its SQL is not in theirs (a squash rewrites it), so only a person can say they are equivalent.
+        marks = " && ".join(resolve(verdict.snapshot, "applied", n).render() for n in added)
+        steps += (
+            Note(
+                f"the same commit added {', '.join(added)}: if that replaces it (a squash), record it as applied "
+                f"instead of running it ({marks}), then delete the old rows"
+            ),
+        )
     return Placement(
         steps,
         f"{_commit_text(where.removal)} deleted it from {whose}",
