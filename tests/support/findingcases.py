@@ -280,6 +280,9 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add(
         "behind-deleted-upstream", project(alone, both), _where(MAIN, SECOND, "removed_here", removal=removal)
     )
+    rewritten = replace(removal, added_with=((THIRD, "ef" * 20),))  # documenso's squash rewrote the SQL
+    squash_note = _where(MAIN, SECOND, "removed_here", removal=rewritten)
+    add("behind-deleted-squash-rewritten", project(alone, both), squash_note)
     renamed = MigrationChange(REMOVING, "renamed", "prisma/migrations", SECOND, THIRD, "ab" * 20, "ab" * 20)
     moved = Whereabouts("removed_here", removal=renamed, successors=(THIRD,), successor_ref="main")
     add("behind-renamed-upstream", project(alone, both), _where(MAIN, SECOND, moved))
