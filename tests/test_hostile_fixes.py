@@ -31,10 +31,10 @@ from migwatch import diagnose
 from migwatch.catalogue import KINDS
 from migwatch.diagnose import fixes
 from migwatch.display import COMMAND_LIMIT, visible
+from migwatch.migindex import RefTip
 from migwatch.model import (
     Command,
     Finding,
-    GitOrigin,
     HistoryRow,
     LocalMigration,
     Note,
@@ -61,7 +61,7 @@ def _all_names() -> tuple[set[str], set[str]]:
     objects: list[Any] = []
     collect(
         findingcases.CASES,
-        lambda v: isinstance(v, (LocalMigration, HistoryRow, Worktree, GitOrigin, diagnose.ProjectSnapshot)),
+        lambda v: isinstance(v, (LocalMigration, HistoryRow, Worktree, RefTip, diagnose.ProjectSnapshot)),
         objects,
     )
     migrations: set[str] = set()
@@ -73,8 +73,8 @@ def _all_names() -> tuple[set[str], set[str]]:
             migrations.add(item.migration_name)
         elif isinstance(item, Worktree) and item.branch:
             branches.add(item.branch)
-        elif isinstance(item, GitOrigin):
-            branches.update(item.branches)
+        elif isinstance(item, RefTip) and item.kind != "worktree":
+            branches.add(item.name)
         elif isinstance(item, diagnose.ProjectSnapshot) and item.base_branch:
             branches.add(item.base_branch)
     return migrations, branches
@@ -258,6 +258,7 @@ class SqlCase:
     migration: str  # the row the statement is meant for: this name, with this id
     row_id: str
     statement: str
+    also: tuple[tuple[str, str], ...] = ()  # (id, name) of further intended rows (a squash's old rows)
 
     def rows(self) -> list[tuple[str, str]]:
         """(id, migration_name): the intended row, then neighbours by name and by id.
@@ -267,8 +268,25 @@ class SqlCase:
         """
         by_name = [(f"n{index}", name) for index, name in enumerate(_neighbours(self.migration))]
         by_id = [(row_id, f"other{index}") for index, row_id in enumerate(_neighbours(self.row_id))]
-        rows = [(self.row_id, self.migration), *by_name, *(r for r in by_id if r[0] != self.row_id)]
+        intended = [(self.row_id, self.migration), *self.also]
+        taken = {row_id for row_id, _ in intended}
+        names = {name for _, name in intended}
+        rows = [
+            *intended,
+            *(r for r in by_name if r[1] not in names),
+            *(r for r in by_id if r[0] not in taken),
+        ]
         return [(_storable(row_id), _storable(name)) for row_id, name in rows]
+
+    def rolled_back_at(self, row_id: str) -> datetime | None:
+        """When the statement is for rolled-back rows only, its intended rows are rolled back."""
+        intended = {self.row_id, *(other for other, _ in self.also)}
+        meant = "rolled_back_at IS NOT NULL" in self.statement and row_id in intended
+        return datetime.now(timezone.utc) if meant else None
+
+    def others(self) -> list[tuple[str, str]]:
+        """The rows the statement must leave alone."""
+        return self.rows()[1 + len(self.also) :]
 
 
 def _storable(text: str) -> str:
@@ -283,8 +301,10 @@ def _sql_cases() -> list[SqlCase]:
             for finding in case.findings:
                 for statement in statements_of(finding):
                     assert finding.migration is not None, (case.case, statement)
-                    row_id = case.row_ids[finding.migration]
-                    out.append(SqlCase(payload_name, finding.migration, row_id, statement.text))
+                    # A rename or squash deletes the old rows it replaced (not the finding's own).
+                    meant = list(finding.details.get("deletes_rows") or [finding.migration])
+                    first, *rest = [(case.row_ids[name], name) for name in meant]
+                    out.append(SqlCase(payload_name, first[1], first[0], statement.text, tuple(rest)))
     return out
 
 
@@ -300,16 +320,18 @@ def test_printed_sql_touches_only_the_intended_row(pg_database: PgDatabase) -> N
             with conn.cursor() as cursor:
                 cursor.execute(POSTGRES_TABLE)
                 cursor.executemany(
-                    "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES (%s, %s, %s)",
-                    [(row_id, "0" * 64, name) for row_id, name in rows],
+                    "INSERT INTO _prisma_migrations (id, checksum, migration_name, rolled_back_at) "
+                    "VALUES (%s, %s, %s, %s)",
+                    [(row_id, "0" * 64, name, case.rolled_back_at(row_id)) for row_id, name in rows],
                 )
                 cursor.execute(case.statement.encode("utf-8"))
                 cursor.execute("SELECT id, migration_name FROM _prisma_migrations")
                 left = sorted(cursor.fetchall())
             conn.rollback()
             FIGURES["sql statements executed"] += 1
-            touched_beyond += len(rows) - 1 - len(left) + (rows[0] in left)
-            assert left == sorted(rows[1:]), case
+            others = case.others()
+            touched_beyond += len(others) - len([r for r in left if r in others])
+            assert left == sorted(others), case
     FIGURES["sql rows touched beyond the intended"] += touched_beyond
 
 
@@ -319,16 +341,23 @@ def test_printed_sql_touches_only_the_intended_row_on_sqlite(tmp_path: Path) -> 
             conn.execute("BEGIN")
             conn.execute(SQLITE_TABLE)
             conn.executemany(
-                "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, rolled_back_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [
-                    (row_id, "0" * 64, name, datetime.now(timezone.utc).isoformat())
+                    (
+                        row_id,
+                        "0" * 64,
+                        name,
+                        datetime.now(timezone.utc).isoformat(),
+                        case.rolled_back_at(row_id),
+                    )
                     for row_id, name in case.rows()
                 ],
             )
             conn.execute(case.statement)
             left = sorted(conn.execute("SELECT id, migration_name FROM _prisma_migrations"))
             conn.execute("ROLLBACK")
-            assert left == sorted(case.rows()[1:]), case
+            assert left == sorted(case.others()), case
 
 
 # --- every template is exercised -------------------------------------------------------------------------

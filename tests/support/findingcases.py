@@ -341,6 +341,13 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add("out-of-order-numbered", project(numbered, [row("01_init"), row("03_add_invoice")]))
     on_main = Evidence(shared={(EPIC3.path, EARLY): ("main", "Americano")})
     add("out-of-order-shared", project([member(EPIC3, [EARLY, INIT, SECOND])], both), on_main)
+    ours = folder_of(EPIC3.path, [INIT, SECOND], edited=[SECOND])
+    collided = [member(EPIC3, folder=ours), member(EPIC5, [INIT, SECOND])]
+    committed = Evidence(
+        restores={(EPIC3.path, SECOND): Restore(changed_by="c0ffee01 Add users (Ada, 2025-10-02)")}
+    )
+    add("edited-name-collision", project(collided, both), committed)
+    add("edited-name-collision-uncommitted", project(collided, both))
     edited_failed = folder_of(MAIN.path, [INIT, SECOND], edited=[SECOND])
     add(
         "failed-edited-after",

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from migwatch.checksum import checksum_matches
 from migwatch.dburl import parse_postgres
 from migwatch.diagnose.context import Ctx, finding, names, where
-from migwatch.diagnose.fixes import delete_history_rows, deploy, resolve, shell
+from migwatch.diagnose.fixes import chain, delete_history_rows, deploy, resolve, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot, counts_rolled_back
-from migwatch.model import Command, Finding, Fix, History, HistoryRow, Note, Step
+from migwatch.model import Finding, Fix, History, HistoryRow, Note, Step
 
 LOG_HEAD_LINES = 3
 
@@ -59,9 +59,7 @@ def _not_managed(ctx: Ctx, first: WorktreeSnapshot, history: History) -> Finding
     extra = f" ({history.error})" if history.error else ""
     if history.tables and local:
         marks = [resolve(first, "applied", name) for name in local]
-        steps: tuple[Step, ...] = (
-            Command(marks[0].argv, cwd=marks[0].cwd, then=tuple(m.argv for m in marks[1:])),
-        )
+        steps: tuple[Step, ...] = (chain(marks),)
         shown = ", ".join(history.tables)
         message = f"{db} has no _prisma_migrations table{extra} but already has tables ({shown}…)"
         why = (

@@ -113,3 +113,17 @@ def delete_history_rows(migrations: Sequence[str], condition: str = "") -> SqlSt
         return None
     match = f"= {literals[0]}" if len(literals) == 1 else f"IN ({', '.join(literals)})"
     return SqlStatement(f"DELETE FROM _prisma_migrations WHERE migration_name {match}{condition};")
+
+
+def chain(commands: Sequence[Command]) -> Command:
+    """One line that runs `commands` one after the other (`a && b && c`), in the first one's folder."""
+    first, *rest = commands
+    return Command(
+        first.argv, cwd=first.cwd, then=(*first.then, *(part for c in rest for part in (c.argv, *c.then)))
+    )
+
+
+def rename_committed(worktree: Path, folder: str, renamed: str, message: str) -> Command:
+    """`git -C <wt> mv -- <folder> <renamed> && git -C <wt> commit -m <message>`."""
+    move = git(worktree, "mv", "--", folder, renamed)
+    return Command(move.argv, then=(("git", "-C", str(worktree), "commit", "-m", message),))

@@ -104,7 +104,12 @@ def _replaced(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> Placeme
         replaced_fix(ctx, verdict, where),
         f"{_commit_text(where.removal)} {verb} {into}, whose SQL holds it",
         f"the database ran its SQL under the old name; record {into} as applied instead of running it again",
-        {"kind": verb.split()[0], "successors": list(where.successors), **_commit_details(where.removal)},
+        {
+            "kind": verb.split()[0],
+            "successors": list(where.successors),
+            "deletes_rows": replaced_together(ctx, verdict, where),
+            **_commit_details(where.removal),
+        },
     )
 
 
