@@ -187,6 +187,8 @@ def test_huge_url_is_refused_before_parsing_and_redaction_is_linear() -> None:
         ("postgresql://kyin:pa#ss@localhost/db", "postgresql://kyin:***@localhost/db"),
         ("got 'host=h password=\"a b-secret\" user=u'", "got 'host=h password=*** user=u'"),
         ("PGPASSWORD=hunter22 psql", "PGPASSWORD=*** psql"),
+        # A URL mangled into a SQLite path: one slash after the scheme.
+        ("file:/tmp/x/postgresql:/kyin:hunter2@db/app", "file:/tmp/x/postgresql:/kyin:***@db/app"),
         (
             "a postgresql://u:pw1@h/dbpostgresql://u:pw1@h/db b",
             "a postgresql://u:***@h/dbpostgresql://u:***@h/db b",

@@ -425,3 +425,47 @@ def test_print_writes_the_yaml_to_stdout_and_no_file(
     assert again.code == 0
     assert again.out == config.read_text(encoding="utf-8") == run.out
     assert f"migwatch --config {config} init --force {repo.main}\n" in again.err
+
+
+def test_init_writes_env_files_when_an_env_file_of_the_repository_sets_the_variable(
+    tmp_path: Path, config: Path, migwatch: Callable[..., Run]
+) -> None:
+    # The URL lives in the repository root's .env.development, which nothing the project runs loads
+    # (no wrapper script): init finds it, writes env_files, and status reads it in every worktree.
+    repo = PrismaRepo.seed_story(tmp_path, "sqlite")
+    for tree in (repo.main, repo.epic3, repo.epic5):
+        (tree / ".env.development").write_text('DATABASE_URL="file:./dev.db"\n', encoding="utf-8")
+        (tree / ".env.example").write_text('DATABASE_URL="file:./example.db"\n', encoding="utf-8")
+
+    run = migwatch("--config", config, "init", repo.main)
+
+    assert (run.code, run.err) == (0, "")
+    assert project_of(config)["env_files"] == [".env.development"]
+    assert (
+        f"Wrote {config}: project Americano, repo {repo.main}, base_branch main, env_files .env.development."
+        in (run.out.splitlines())
+    )
+    document = assert_usable(migwatch, config, [repo.main, repo.epic3, repo.epic5])
+    for worktree in document["projects"][0]["worktrees"]:
+        assert worktree["database"] == f"file:{worktree['path']}/apps/web/prisma/dev.db"
+        assert worktree["database_from"] == (
+            f'url = env("DATABASE_URL") of schema.prisma, DATABASE_URL from {worktree["path"]}/.env.development'
+        )
+
+
+def test_unchecked_worktrees_show_a_dash_not_zero(
+    tmp_path: Path, config: Path, migwatch: Callable[..., Run]
+) -> None:
+    repo = PrismaRepo.seed_story(tmp_path, "sqlite")
+    assert migwatch("--config", config, "init", repo.main).code == 0
+
+    status = migwatch("--config", config, "status")
+
+    rows = [
+        line.split() for line in status.out.splitlines() if line.startswith(("  Americano ", "  Americano-"))
+    ]
+    assert [(row[0], row[2], row[3], row[4]) for row in rows] == [
+        ("Americano", "unknown", "-", "-"),
+        ("Americano-epic3", "unknown", "-", "-"),
+        ("Americano-epic5", "unknown", "-", "-"),
+    ]

@@ -14,7 +14,9 @@ MAX_URL_CHARS = 4096  # longer values are refused before any parsing (and never 
 
 # A URL starts at each `scheme://`; its text runs to the next whitespace, quote or scheme. The scheme is
 # bounded so that finding them stays linear in the length of the text.
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}://")
+# One or two slashes: a URL mangled into a path (`file:/…/postgresql:/user:pw@host`) still counts.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}:/{1,2}")
+_FULL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}://")
 _URL_END = re.compile(r"[\s'\"`<>]")
 # `password=…` of a query string, a key/value DSN (quoted or not), or an env assignment (PGPASSWORD=).
 _PASSWORD_VALUE = re.compile(r"""(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s&#'"]+)""")
@@ -51,7 +53,8 @@ def redact(text: str) -> str:
 
 
 def _redact_url(url: str) -> str:
-    scheme_end = url.index("://") + 3
+    scheme = _SCHEME.match(url)
+    scheme_end = scheme.end() if scheme else 0
     at = url.rfind("@", scheme_end)
     if at < 0:
         return url
@@ -88,7 +91,7 @@ def split_url(url: str) -> UrlParts:
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
     if not match:
         raise UrlError(f"not a URL: {redact(url)!r}")
-    if _SCHEME.search(url, match.end()):
+    if _FULL_SCHEME.search(url, match.end()):
         raise UrlError(f"malformed database URL {redact(url)!r}: it holds a second '://' (pasted twice?)")
     rest = url[match.end() :]
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -35,15 +34,6 @@ BASE_BRANCH_CANDIDATES = ("main", "master")
 _LOOKED_FOR = (
     'prisma.config.ts, package.json "prisma.schema", prisma/schema.prisma, and **/prisma/schema.prisma'
 )
-
-
-# `scheme:/user:password@` with any number of slashes, e.g. a PostgreSQL URL mistaken for a SQLite path.
-_ANY_CREDENTIALS = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*:/*[^:/@\s]*):[^@/\s]*@")
-
-
-def _redact_everything(text: str) -> str:
-    """The summary names URLs from .env files: never let a password through, however mangled the URL."""
-    return _ANY_CREDENTIALS.sub(r"\g<keep>:***@", redact(text))
 
 
 class InitError(UserError):
@@ -319,7 +309,7 @@ def init_command(
     lines += _guard_lines(scan, config_path, env)
     summary = err if print_only else out
     # One element of `lines` is one line: a name or a path holding a newline or an escape cannot add one.
-    summary.write("\n".join(visible(_redact_everything(line), COMMAND_LIMIT) for line in lines) + "\n")
+    summary.write("\n".join(visible(redact(line), COMMAND_LIMIT) for line in lines) + "\n")
     return 0
 
 

@@ -59,7 +59,7 @@ def _not_managed(ctx: Ctx, first: WorktreeSnapshot, history: History) -> Finding
     extra = f" ({history.error})" if history.error else ""
     if history.tables and local:
         marks = [resolve(first, "applied", name) for name in local]
-        steps: tuple[Step, ...] = (chain(marks),)
+        steps: tuple[Step, ...] = (chain(*marks),)
         shown = ", ".join(history.tables)
         message = f"{db} has no _prisma_migrations table{extra} but already has tables ({shown}…)"
         why = (
