@@ -291,7 +291,7 @@ def test_not_knowing_is_not_resolved(
 
 def test_an_unreadable_folder_resolves_nothing_but_its_own_finding() -> None:
     behind = ("behind_database", "americano", DB, EPIC3, "20260101000000_a")
-    own = ("missing_sql", "americano", DB, EPIC3, None)
+    own = ("unreadable_path", "americano", DB, EPIC3, None)
     other = ("behind_database", "americano", DB, "/work/Americano", "20260101000000_a")
     _, scope = conclude_scope([], Unknowns(worktrees=frozenset({EPIC3})))
     assert (scope(behind), scope(own), scope(other)) == (False, True, True)

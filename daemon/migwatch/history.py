@@ -295,7 +295,7 @@ def _text(value: Any) -> str | None:
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # NULL, text, NaN, infinity
         return 0
 
 

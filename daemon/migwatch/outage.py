@@ -17,17 +17,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from migwatch.catalogue import kind_of
 from migwatch.model import Finding
 
 FAILURES_TO_REPORT = 3
 DbStatus = Literal["ok", "uncertain", "down"]
 FindingKey = tuple[str, str, str | None, str | None, str | None]
 
-UNREACHABLE_CODE = "database_unreachable"
-# The finding about a path that cannot be read. Until the finding catalogue has its own code for it,
-# diagnose reports unreadable folders and files under this one.
-UNREADABLE_CODES = frozenset({"missing_sql"})
-VANISHED_CODE = "history_vanished"
+UNREACHABLE_CODE = kind_of("database_unreachable").code
+UNREADABLE_CODES = frozenset({kind_of("unreadable_path").code})  # the finding about the path itself
+VANISHED_CODE = kind_of("history_vanished").code
 
 
 def status_after(failures: int, failures_to_report: int = FAILURES_TO_REPORT) -> DbStatus:
