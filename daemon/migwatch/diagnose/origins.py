@@ -104,7 +104,12 @@ def _replaced(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> Placeme
         replaced_fix(ctx, verdict, where),
         f"{_commit_text(where.removal)} {verb} {into}, whose SQL holds it",
         f"the database ran its SQL under the old name; record {into} as applied instead of running it again",
-        {"kind": verb.split()[0], "successors": list(where.successors), **_commit_details(where.removal)},
+        {
+            "kind": verb.split()[0],
+            "successors": list(where.successors),
+            "deletes_rows": replaced_together(ctx, verdict, where),
+            **_commit_details(where.removal),
+        },
     )
 
 
@@ -125,6 +130,16 @@ def _removed(verdict: WorktreeVerdict, name: str, where: Whereabouts, row: Histo
             "if they are still wanted, restore the folder as it was before that commit: " + restore.render()
         ),
     )
+    added = [n for n, _ in where.removal.added_with if n != name]
+    if added:
+        # Its SQL is not in theirs (a squash rewrites it), so only a person can say they are equivalent.
+        marks = " && ".join(resolve(verdict.snapshot, "applied", n).render() for n in added)
+        steps += (
+            Note(
+                f"the same commit added {', '.join(added)}: if that replaces it (a squash), record it as applied "
+                f"instead of running it ({marks}), then delete the old rows"
+            ),
+        )
     return Placement(
         steps,
         f"{_commit_text(where.removal)} deleted it from {whose}",
