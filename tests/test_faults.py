@@ -467,13 +467,15 @@ def test_a_role_without_select_says_it_lacks_the_privilege(project: Project) -> 
     for worktree in (project.repo.main, project.repo.epic3, project.repo.epic5):
         project.repo.write_env(worktree, f'DATABASE_URL="{url}"\n')
     daemon = project.start_ready()
-    title = f"new: {project.database.name}: database unreachable"
+    title = f"new: {project.database.name}: no permission to read the migration history"
     project.recorder.wait_for(title)
     stop(daemon, sent=1)
     assert project.recorder.titles() == [title]
     message = project.recorder.documents[0]["message"]
     assert "lacks the SELECT privilege on public._prisma_migrations" in message
     assert "noselect@" not in message and ":noselect" not in message
+    assert project.recorder.documents[0]["code"] == "history_denied"
+    assert not daemon.matching(r"poll failed")  # not an outage: the server answers
 
 
 def test_a_dropped_history_table_is_its_own_alert_not_everything_resolved(project: Project) -> None:
