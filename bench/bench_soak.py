@@ -58,6 +58,7 @@ def bench_soak(world: World, result: BenchResult) -> None:
         pending_name: str | None = None
         for number in range(rounds):
             round_end = begun + (number + 1) * round_s
+            changed_before = counts["db_changes"]
             if number % 4 == 0:
                 pending_name = f"2999{number:06d}000000_soak_db_only"
                 insert_row(
@@ -77,7 +78,7 @@ def bench_soak(world: World, result: BenchResult) -> None:
                 pending_name = None
             _burst(scratch, files_per_round, rng, number)
             counts["file_events"] += files_per_round
-            for change in range(db_per_round - 1):
+            for change in range(db_per_round - (counts["db_changes"] - changed_before)):
                 conn.execute(
                     'UPDATE "_prisma_migrations" SET logs = %s WHERE migration_name = %s',
                     (f"soak {number}.{change}", first),

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from tests.support.daemonrun import Daemon, Recorder, process_alive, wait_until
 from tests.support.gitrepo import SEED_BEHAVIORAL, SEED_EPIC3, PrismaRepo, seed_migrations
+from tests.support.notifyserver import NotificationServer
 from tests.support.pg import PgDatabase
 from tests.support.prisma_rows import apply_like_prisma, create_history_table
 
@@ -466,13 +467,15 @@ def test_a_role_without_select_says_it_lacks_the_privilege(project: Project) -> 
     for worktree in (project.repo.main, project.repo.epic3, project.repo.epic5):
         project.repo.write_env(worktree, f'DATABASE_URL="{url}"\n')
     daemon = project.start_ready()
-    title = f"new: {project.database.name}: database unreachable"
+    title = f"new: {project.database.name}: no permission to read the migration history"
     project.recorder.wait_for(title)
     stop(daemon, sent=1)
     assert project.recorder.titles() == [title]
     message = project.recorder.documents[0]["message"]
     assert "lacks the SELECT privilege on public._prisma_migrations" in message
     assert "noselect@" not in message and ":noselect" not in message
+    assert project.recorder.documents[0]["code"] == "history_denied"
+    assert not daemon.matching(r"poll failed")  # not an outage: the server answers
 
 
 def test_a_dropped_history_table_is_its_own_alert_not_everything_resolved(project: Project) -> None:
@@ -647,3 +650,26 @@ def test_sigstop_then_sigcont_is_no_burst(project: Project) -> None:
     after = daemon.lines[mark:]
     assert sum(1 for line in after if " check project=" in line) <= 4
     assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, RESOLVED_MAIN, RESOLVED_EPIC3]
+
+
+def test_alerts_raised_while_the_desktop_has_no_notification_server_are_shown_once_it_is_back(
+    project: Project, notifications: NotificationServer
+) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(text.replace("desktop: {enabled: false}", "desktop: {enabled: true}"), "utf-8")
+    project.env.update(notifications.env)
+    daemon = project.start_ready()
+    notifications.stop_dunst()
+    try:
+        project.behind(daemon)  # the command notifier delivers; the desktop cannot
+        daemon.wait_line(r"NOTIFY failed notifier=desktop alert=new ")
+    finally:
+        notifications.start_dunst()
+    shown = notifications.wait_for(lambda h: len(h) >= 2, timeout=40)
+    daemon.wait_count(r"NOTIFY sent notifier=desktop ", 2)
+    stop(daemon, sent=2)
+    assert sorted(n["summary"] for n in shown) == [
+        "Americano-epic3: behind the database",
+        "Americano: behind the database",
+    ]
+    assert len(notifications.history()) == 2  # each once: nothing re-sent after it got through

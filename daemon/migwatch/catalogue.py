@@ -159,6 +159,13 @@ KINDS: tuple[FindingKind, ...] = (
         "the alert has the URL (password hidden) and the driver's message",
     ),
     _kind(
+        "history_denied",
+        ERROR,
+        "no permission to read the migration history",
+        "the database answers, but the URL's role may not `SELECT` from `_prisma_migrations`",
+        "`GRANT SELECT ON _prisma_migrations TO <role>` (the alert names the role), or use a URL whose role may",
+    ),
+    _kind(
         "history_vanished",
         ERROR,
         "migration history vanished",

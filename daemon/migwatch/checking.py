@@ -20,7 +20,14 @@ from migwatch.ledger import AlertLedger
 from migwatch.logsetup import quote_value
 from migwatch.migrations import ChecksumCache
 from migwatch.model import Finding, Fix, History, Note
-from migwatch.outage import VANISHED_CODE, Unknowns, conclude_scope, database_states, unreadable_paths
+from migwatch.outage import (
+    VANISHED_CODE,
+    DatabaseState,
+    Unknowns,
+    conclude_scope,
+    database_states,
+    unreadable_paths,
+)
 from migwatch.pipeline import CheckOptions, diagnose_project, snapshot_project
 from migwatch.scheduler import DatabaseView, Poller
 
@@ -124,7 +131,10 @@ class ProjectChecker:
         state.groups = set(snapshot.histories)
         self.poller.retain({g for s in self.projects.values() for g in s.groups})
         views = {g: v for g in state.groups if (v := self.poller.view(g)) is not None}
-        statuses = {g: (v.status, v.ever_read, self._vanished(v)) for g, v in views.items()}
+        statuses = {
+            g: DatabaseState(v.status, ever_read=v.ever_read, vanished=self._vanished(v), denied=v.denied)
+            for g, v in views.items()
+        }
         found = found + [vanished_finding(name, g, v, state) for g, v in views.items() if self._vanished(v)]
         worktrees, pairs = unreadable_paths(folders)
         unknowns = Unknowns(database_states(statuses, database_ids), worktrees, pairs)

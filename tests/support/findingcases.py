@@ -167,6 +167,19 @@ def _cases() -> dict[str, tuple[ProjectSnapshot, Evidence]]:
         ),
     )
     add(
+        "history-denied",
+        project(
+            [member(MAIN, [INIT]), member(EPIC3, [INIT])],
+            history=lambda ref: History(
+                database=ref,
+                reachable=False,
+                has_table=False,
+                error="the database role lacks the SELECT privilege on public._prisma_migrations",
+                denied=True,
+            ),
+        ),
+    )
+    add(
         "unreachable-sqlite",
         project(
             [member(MAIN, [INIT], database=SQLITE)],
