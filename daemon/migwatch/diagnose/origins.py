@@ -139,8 +139,9 @@ def _removed(verdict: WorktreeVerdict, name: str, where: Whereabouts, row: Histo
         marks = " && ".join(resolve(verdict.snapshot, "applied", n).render() for n in unapplied)
         steps += (
             Note(
-                f"the same commit added {', '.join(unapplied)}: if that replaces it (a squash), record it as "
-                f"applied instead of running it ({marks}), then delete the old rows"
+                f"the same commit added {', '.join(unapplied)}, whose SQL is not only this one's: if it replaces "
+                "it and the database already has everything it creates, record it as applied instead of running "
+                f"it ({marks}), then delete the old rows; else deploy it after deleting them"
             ),
         )
     elif added:
