@@ -109,6 +109,21 @@ class MigrationIndex:
                 found.setdefault((directory, name), set()).add(commit)
         return {key: frozenset(commits) for key, commits in found.items()}
 
+    def removed_by(self, commit: str) -> list[MigrationChange]:
+        """Every migration the commit deleted or renamed away."""
+        return self._removals.get(commit, [])
+
+    @cached_property
+    def _removals(self) -> dict[str, list[MigrationChange]]:
+        found: dict[str, list[MigrationChange]] = {}
+        for changes in self.changes.values():
+            for change in changes:
+                if change.kind == "deleted" or (
+                    change.kind == "renamed" and change.renamed_to != change.name
+                ):
+                    found.setdefault(change.commit.sha, []).append(change)
+        return found
+
     def history_of(self, name: str) -> tuple[MigrationChange, ...]:
         """Every change of the migration (as old or as new name), newest first."""
         return self.changes.get(name, ())

@@ -296,6 +296,12 @@ def _behind_cases(add: Callable[..., None]) -> None:
     rewritten = replace(removal, added_with=((THIRD, "ef" * 20),))  # documenso's squash rewrote the SQL
     squash_note = _where(MAIN, SECOND, "removed_here", removal=rewritten)
     add("behind-deleted-squash-rewritten", project(alone, both), squash_note)
+    merged = replace(removal, added_with=((INIT, "ef" * 20),))  # umami's 'combine heatmap prisma migration'
+    add(
+        "behind-deleted-merged-into-applied",
+        project(alone, both),
+        _where(MAIN, SECOND, "removed_here", removal=merged),
+    )
     renamed = MigrationChange(REMOVING, "renamed", "prisma/migrations", SECOND, THIRD, "ab" * 20, "ab" * 20)
     moved = Whereabouts("removed_here", removal=renamed, successors=(THIRD,), successor_ref="main")
     add("behind-renamed-upstream", project(alone, both), _where(MAIN, SECOND, moved))
