@@ -30,6 +30,7 @@ from bench_daemon import (  # noqa: E402
 )
 from bench_guard import bench_guard_startup  # noqa: E402
 from bench_scale import bench_scale  # noqa: E402
+from bench_soak import bench_soak  # noqa: E402
 from bench_status import bench_prisma_ratio, bench_status_pg  # noqa: E402
 from benchlib import (  # noqa: E402
     BenchError,
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[World, BenchResult], None]] = {
     "idle_daemon": bench_idle,
     "attribution_long_history": bench_attribution,
     "guard_startup": bench_guard_startup,
+    "soak": bench_soak,
 }
 RESULTS = BENCH_DIR / "results.json"
 QUICK_RESULTS = BENCH_DIR / "work" / "results.quick.json"

@@ -244,7 +244,7 @@ def test_schema_is_valid_and_documents_every_key() -> None:
         key for key, subschema in keys if not (subschema.get("description") and subschema.get("examples"))
     ]
 
-    assert len(keys) == 41
+    assert len(keys) == 44
     assert undocumented == []
 
 

@@ -127,7 +127,7 @@ def test_hostile_config_gives_one_error_line_quickly(tmp_path: Path, name: str) 
     elapsed = time.perf_counter() - started
 
     assert caught.value.lines() == [f"{path}{expected}"]
-    assert elapsed < 0.5
+    assert elapsed < 2.0
 
 
 def test_limits_leave_room_for_real_configs(tmp_path: Path) -> None:

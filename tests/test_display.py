@@ -247,6 +247,16 @@ def test_hostile_names_in_status_log_and_desktop_notifications(
         row.startswith(f"  {folder}  ") for row, folder in zip(rows, folders, strict=True)
     )
     assert visible(HOSTILE_FOLDER) in text and visible(HOSTILE_BRANCH) in text
+    # Every `$ ` line exactly as a person would copy it from the terminal, pasted into bash: each program
+    # gets the argv the fix meant, and no payload runs.
+    sandbox = Sandbox(tmp_path / "sandbox")
+    pasted = [line.lstrip()[2:] for line in lines if line.lstrip().startswith("$ ")]
+    for line, command in zip(pasted, commands, strict=True):
+        for argv in (command.argv, *command.then):
+            sandbox.provide(argv[0])
+        run = sandbox.run(line)
+        expected = tuple(argv_bytes(argv) for argv in (command.argv, *command.then))
+        assert (run.calls, run.marker, run.stray_files, run.returncode) == (expected, False, (), 0), line
     assert len(text) < 40 * COMMAND_LIMIT  # the 10 MB row's logs are clipped
 
     _, alerts = update(AlertState(), findings, 0.0, AlertPolicy(remind_after=0, notify_resolved=True))

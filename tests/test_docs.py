@@ -19,7 +19,9 @@ def test_contributing_maps_every_module() -> None:
         relative = module.relative_to(PACKAGE).as_posix()
         if module.name in ("__init__.py", "__main__.py") and module.parent == PACKAGE:
             continue
-        candidates = {relative, module.name, f"{module.parent.name}/{module.name}", f"{module.parent.name}/"}
+        candidates = {relative, module.name, f"{module.parent.name}/{module.name}"}
+        if module.parent.name != "diagnose":  # finding modules are named one by one: that is the map
+            candidates.add(f"{module.parent.name}/")
         if not any(fnmatch.fnmatch(c, pattern) for c in candidates for pattern in named):
             missing.append(relative)
     assert missing == []

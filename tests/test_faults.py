@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from tests.support.daemonrun import Daemon, Recorder, process_alive, wait_until
 from tests.support.gitrepo import SEED_BEHAVIORAL, SEED_EPIC3, PrismaRepo, seed_migrations
+from tests.support.notifyserver import NotificationServer
 from tests.support.pg import PgDatabase
 from tests.support.prisma_rows import apply_like_prisma, create_history_table
 
@@ -364,3 +366,310 @@ def test_a_burst_is_one_notification_per_worktree_and_code(project: Project) -> 
     )
     log = project.log_text()
     assert log.count("ALERT new code=pending") == 300 and log.count("finding new code=pending") == 300
+
+
+# ------------------------------------------------------------------------------ what cannot be read
+
+
+UNREADABLE_EPIC3 = "new: Americano-epic3: cannot read migrations"
+READABLE_EPIC3 = "resolved: Americano-epic3: resolved — cannot read migrations"
+
+
+def test_an_unreadable_migrations_folder_is_its_own_alert_and_resolves_nothing(project: Project) -> None:
+    daemon = project.start_ready(unprivileged=True)
+    project.behind(daemon)
+    folder = project.repo.migrations_path(project.repo.epic3)
+    folder.chmod(0o000)  # an attribute change: no content changes, the watch must still see it
+    try:
+        project.recorder.wait_for(UNREADABLE_EPIC3)
+        daemon.wait_line(r"finding new code=unreadable_path .*Permission denied")
+    finally:
+        folder.chmod(0o755)
+    project.recorder.wait_for(READABLE_EPIC3)
+    project.catch_up()
+    project.recorder.wait_for(RESOLVED_MAIN, RESOLVED_EPIC3)
+    stop(daemon, sent=6)
+    assert project.recorder.titles() == [
+        BEHIND_MAIN,
+        BEHIND_EPIC3,
+        UNREADABLE_EPIC3,
+        READABLE_EPIC3,
+        RESOLVED_MAIN,
+        RESOLVED_EPIC3,
+    ]
+
+
+def test_an_unreadable_migration_sql_is_seen_through_its_mode_alone(project: Project) -> None:
+    daemon = project.start_ready(unprivileged=True)
+    sql_file = project.repo.migrations_path(project.repo.epic3) / "20251001000000_init" / "migration.sql"
+    sql_file.chmod(0o000)
+    try:
+        project.recorder.wait_for(UNREADABLE_EPIC3)
+    finally:
+        sql_file.chmod(0o644)
+    project.recorder.wait_for(READABLE_EPIC3)
+    stop(daemon, sent=2)
+    assert project.recorder.titles() == [UNREADABLE_EPIC3, READABLE_EPIC3]
+    assert project.recorder.documents[0]["migration"] == "20251001000000_init"
+
+
+def test_a_folder_name_that_is_not_utf8_is_one_finding_not_a_failed_check(project: Project) -> None:
+    daemon = project.start_ready()
+    odd = os.fsencode(project.repo.migrations_path(project.repo.epic3)) + b"/20251020000000_caf\xe9"
+    staging = project.tmp_path / "odd"
+    staging.mkdir()
+    (staging / "migration.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    os.rename(os.fsencode(staging), odd)
+    project.recorder.wait_for("new: Americano-epic3: unapplied migration")
+    stop(daemon, sent=1)
+    document = project.recorder.documents[0]
+    assert document["migration"] == os.fsdecode(b"20251020000000_caf\xe9")  # lossless, as a JSON escape
+    assert "Migration: 20251020000000_caf\\xe9" in document["body"]
+    assert len(daemon.matching(r'finding new code=pending .*migration="20251020000000_caf\\\\xe9"')) == 1
+    again = project.start_ready()  # the state holding that name was saved: nothing is sent again
+    os.rename(odd, os.fsencode(staging))
+    project.recorder.wait_for("resolved: Americano-epic3: resolved — unapplied migration")
+    stop(again, sent=1)
+    assert len(project.recorder.titles()) == 2
+
+
+# ---------------------------------------------------------------------------------- the database
+
+
+def test_timestamps_python_cannot_hold_are_read_as_text_not_as_an_outage(project: Project) -> None:
+    with project.database.connect() as conn:
+        conn.execute(
+            "UPDATE _prisma_migrations SET started_at = '10000-01-01 00:00:00+00', finished_at = 'infinity' "
+            "WHERE migration_name = '20251001000000_init'"
+        )
+        conn.execute(
+            "UPDATE _prisma_migrations SET started_at = '0044-03-15 00:00:00+00 BC' "
+            "WHERE migration_name <> '20251001000000_init'"
+        )
+    daemon = project.start_ready()
+    project.behind(daemon)  # the history is read: the daemon sees the next change as usual
+    stop(daemon, sent=2)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3]
+    assert not daemon.matching(r"poll failed|database_unreachable")
+
+
+def test_a_role_without_select_says_it_lacks_the_privilege(project: Project) -> None:
+    server = project.database.server
+    with project.database.connect() as conn:
+        conn.execute("DROP ROLE IF EXISTS migwatch_noselect")
+        conn.execute("CREATE ROLE migwatch_noselect LOGIN PASSWORD 'noselect'")
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO migwatch_noselect").format(
+                sql.Identifier(project.database.name)
+            )
+        )
+    url = server.url(project.database.name, user="migwatch_noselect", password="noselect")
+    for worktree in (project.repo.main, project.repo.epic3, project.repo.epic5):
+        project.repo.write_env(worktree, f'DATABASE_URL="{url}"\n')
+    daemon = project.start_ready()
+    title = f"new: {project.database.name}: no permission to read the migration history"
+    project.recorder.wait_for(title)
+    stop(daemon, sent=1)
+    assert project.recorder.titles() == [title]
+    message = project.recorder.documents[0]["message"]
+    assert "lacks the SELECT privilege on public._prisma_migrations" in message
+    assert "noselect@" not in message and ":noselect" not in message
+    assert project.recorder.documents[0]["code"] == "history_denied"
+    assert not daemon.matching(r"poll failed")  # not an outage: the server answers
+
+
+def test_a_dropped_history_table_is_its_own_alert_not_everything_resolved(project: Project) -> None:
+    daemon = project.start_ready()
+    project.behind(daemon)
+    with project.database.connect() as conn:
+        conn.execute("ALTER TABLE _prisma_migrations RENAME TO _prisma_migrations_saved")
+    vanished = f"new: {project.database.name}: migration history vanished"
+    project.recorder.wait_for(vanished)
+    with project.database.connect() as conn:
+        conn.execute("ALTER TABLE _prisma_migrations_saved RENAME TO _prisma_migrations")
+    back = f"resolved: {project.database.name}: resolved — migration history vanished"
+    project.recorder.wait_for(back)
+    stop(daemon, sent=4)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, vanished, back]
+
+
+def test_a_stopped_and_restarted_server_is_one_alert_and_its_recovery(project: Project) -> None:
+    daemon = project.start_ready()
+    project.behind(daemon)
+    server = project.database.server
+    down = f"new: {project.database.name}: database unreachable"
+    up = f"resolved: {project.database.name}: resolved — database unreachable"
+    server.stop()
+    try:
+        project.recorder.wait_for(down)
+    finally:
+        server.start()
+    project.recorder.wait_for(up, timeout=40)
+    stop(daemon, sent=4)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, down, up]
+
+
+def test_a_killed_connection_is_a_blip_not_an_alert(project: Project) -> None:
+    daemon = project.start_ready()
+    with project.database.connect() as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'migwatch'"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    daemon.wait_line(r"poll recovered database=\S+ failures=1")
+    project.behind(daemon)
+    stop(daemon, sent=2)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3]
+
+
+def test_a_dropped_and_recreated_database_recovers_by_itself(project: Project) -> None:
+    daemon = project.start_ready()
+    project.behind(daemon)
+    server, name = project.database.server, project.database.name
+    server.drop_database(name)
+    down = f"new: {name}: database unreachable"
+    project.recorder.wait_for(down)
+    with server.admin_connect() as conn:  # back whole at once: created aside, then renamed
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"{name}_new")))
+    with server.admin_connect(f"{name}_new") as conn:
+        create_history_table(conn, "postgresql")
+        for folder in sorted(
+            p for p in project.repo.migrations_path(project.repo.epic5).iterdir() if p.is_dir()
+        ):
+            apply_like_prisma(conn, folder, provider="postgresql")
+    with server.admin_connect() as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(f"{name}_new"), sql.Identifier(name)
+            )
+        )
+    up = f"resolved: {name}: resolved — database unreachable"
+    project.recorder.wait_for(up, timeout=40)
+    stop(daemon, sent=4)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, down, up]
+
+
+def test_sigterm_while_a_query_waits_on_a_lock_exits_within_2s(project: Project) -> None:
+    daemon = project.start_ready()
+    with project.database.connect() as locker:
+        locker.autocommit = False
+        locker.execute("LOCK TABLE _prisma_migrations IN ACCESS EXCLUSIVE MODE")
+        with project.database.connect() as watcher:
+            wait_until(
+                lambda: bool(
+                    watcher.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'migwatch' "
+                        "AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                ),
+                what="the daemon's poll to wait on the lock",
+            )
+        stop(daemon)
+        locker.rollback()
+
+
+# ------------------------------------------------------------------------------------ worktrees and git
+
+
+def test_a_removed_worktree_resolves_its_alerts_once(project: Project) -> None:
+    daemon = project.start_ready()
+    project.behind(daemon)
+    staging = project.tmp_path / "gone"
+    project.repo.epic3.rename(staging)  # `rm -rf` as one event: git now lists it as prunable
+    project.recorder.wait_for(RESOLVED_EPIC3)
+    stop(daemon, sent=3)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, RESOLVED_EPIC3]
+
+
+def test_a_deleted_migrations_folder_restored_by_git_checkout(project: Project) -> None:
+    repo = project.repo
+    daemon = project.start_ready()
+    folder = repo.migrations_path(repo.epic3)
+    folder.rename(project.tmp_path / "migrations-aside")
+    missing = "new: Americano-epic3: 3 × behind the database"
+    project.recorder.wait_for(missing)
+    repo.git(repo.epic3, "checkout", "--", ".")
+    restored = "resolved: Americano-epic3: resolved — 3 × behind the database"
+    project.recorder.wait_for(restored)
+    stop(daemon, sent=2)
+    assert project.recorder.titles() == [missing, restored]
+
+
+def test_git_worktree_add_and_remove_are_seen_without_a_restart(project: Project) -> None:
+    repo = project.repo
+    project.env["DATABASE_URL"] = project.database.url  # a new worktree has no .env (git-ignored)
+    daemon = project.start_ready()
+    project.behind(daemon)
+    epic7 = repo.add_worktree("Americano-epic7", "feature/epic-7", "main")
+    added = "new: Americano-epic7: behind the database"
+    project.recorder.wait_for(added)
+    repo.remove_worktree(epic7)
+    removed = "resolved: Americano-epic7: resolved — behind the database"
+    project.recorder.wait_for(removed)
+    stop(daemon, sent=4)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, added, removed]
+
+
+# -------------------------------------------------------------------------------------------- signals
+
+
+def test_sighup_with_an_invalid_then_a_valid_config(project: Project) -> None:
+    daemon = project.start_ready()
+    good = project.config.read_text(encoding="utf-8")
+    project.config.write_text(good.replace("debounce: 100ms", "debounce: soon"), encoding="utf-8")
+    mark = daemon.mark()
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_line(r"reload failed: keeping the running config", after=mark)
+    assert daemon.matching(r"^migwatch: reload failed: .*debounce")
+    project.behind(daemon)  # still watching, with the old config
+    project.config.write_text(good.replace("debounce: 100ms", "debounce: 50ms"), encoding="utf-8")
+    mark = daemon.mark()
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_line(rf"migwatch: reload config={project.config} projects=1$", after=mark)
+    daemon.wait_line(r"check project=Americano trigger=project", after=mark)
+    project.catch_up()
+    project.recorder.wait_for(RESOLVED_MAIN, RESOLVED_EPIC3)
+    stop(daemon, sent=4)
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, RESOLVED_MAIN, RESOLVED_EPIC3]
+
+
+def test_sigstop_then_sigcont_is_no_burst(project: Project) -> None:
+    """Stopped for 10 s (a laptop asleep): 20 polls and the periodic checks were missed. After SIGCONT
+    they are coalesced — a poll or two, no burst of checks, no reminder that was not due."""
+    project.write_config(remind_after="1m")
+    daemon = project.start_ready()
+    project.behind(daemon)
+    daemon.wait_count(r"NOTIFY sent notifier=command ", 2)  # no notifier runs across the stop
+    daemon.signal(signal.SIGSTOP)
+    time.sleep(10)  # the fault is the time the process spends stopped
+    mark = daemon.mark()
+    daemon.signal(signal.SIGCONT)
+    project.catch_up()  # the first change after waking is seen at once
+    project.recorder.wait_for(RESOLVED_MAIN, RESOLVED_EPIC3)
+    stop(daemon, sent=4)
+    after = daemon.lines[mark:]
+    assert sum(1 for line in after if " check project=" in line) <= 4
+    assert project.recorder.titles() == [BEHIND_MAIN, BEHIND_EPIC3, RESOLVED_MAIN, RESOLVED_EPIC3]
+
+
+def test_alerts_raised_while_the_desktop_has_no_notification_server_are_shown_once_it_is_back(
+    project: Project, notifications: NotificationServer
+) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(text.replace("desktop: {enabled: false}", "desktop: {enabled: true}"), "utf-8")
+    project.env.update(notifications.env)
+    daemon = project.start_ready()
+    notifications.stop_dunst()
+    try:
+        project.behind(daemon)  # the command notifier delivers; the desktop cannot
+        daemon.wait_line(r"NOTIFY failed notifier=desktop alert=new ")
+    finally:
+        notifications.start_dunst()
+    shown = notifications.wait_for(lambda h: len(h) >= 2, timeout=40)
+    daemon.wait_count(r"NOTIFY sent notifier=desktop ", 2)
+    stop(daemon, sent=2)
+    assert sorted(n["summary"] for n in shown) == [
+        "Americano-epic3: behind the database",
+        "Americano: behind the database",
+    ]
+    assert len(notifications.history()) == 2  # each once: nothing re-sent after it got through

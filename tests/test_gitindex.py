@@ -196,7 +196,8 @@ def _locate(
     here = next(w for w in worktrees if w.path == worktree)
     heads = [h for h in (here.head, base and repo.git(repo.main, "rev-parse", base)) if h]
     removal = removal_reached(repo.main, index.history_of(name), heads, env=repo.env)
-    shas = [b for c in index.history_of(name) for b in (c.old_blob, *(blob for _, blob in c.added_with)) if b]
+    removals = [r for c in index.history_of(name) for r in index.removed_by(c.commit.sha)]
+    shas = [b for c in removals for b in (c.old_blob, *(blob for _, blob in c.added_with)) if b]
     blobs = read_blobs(repo.main, shas, env=repo.env)
     return locate(index, name, here, DIR, base_branch=base, removed_upstream=removal, blobs=blobs, **kwargs)  # type: ignore[arg-type]
 
@@ -255,3 +256,21 @@ def test_sql_containment_ignores_comments_and_layout() -> None:
     )
     assert not sql_contains('CREATE TABLE "A" (id INT);', 'CREATE TABLE "B" (id INT);')
     assert not sql_contains("SELECT 1;", "-- only a comment\n")
+
+
+def test_a_rename_that_adds_statements_is_no_successor(history: PrismaRepo) -> None:
+    """rallly 460e88086d 'Fix migration (#1574)': renamed and given 4 more lines in one commit; recording
+    the new name as applied would skip those lines, so it is reported as a deletion (with advice)."""
+    main = history.main
+    later = "20250501000000_add_invoice"
+    history.git(main, "mv", f"{DIR}/{FIXED}", f"{DIR}/{later}")
+    sql = history.migrations_path(main) / later / "migration.sql"
+    sql.write_text(
+        sql.read_text(encoding="utf-8") + 'CREATE INDEX "Invoice_id" ON "Invoice"(id);\n', encoding="utf-8"
+    )
+    history.commit(main, "Fix migration")
+    first = history.git(main, "rev-list", "--max-parents=0", "HEAD")
+    old = history.add_worktree("web-old", "feature/old", first)
+    found = _locate(history, old, FIXED)
+    assert (found.kind, found.successors) == ("removed_here", ())
+    assert found.removal is not None and [n for n, _ in found.removal.added_with] == [later]

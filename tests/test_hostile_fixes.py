@@ -17,10 +17,9 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
@@ -31,10 +30,10 @@ from migwatch import diagnose
 from migwatch.catalogue import KINDS
 from migwatch.diagnose import fixes
 from migwatch.display import COMMAND_LIMIT, visible
+from migwatch.migindex import MigrationChange, RefTip
 from migwatch.model import (
     Command,
     Finding,
-    GitOrigin,
     HistoryRow,
     LocalMigration,
     Note,
@@ -42,11 +41,12 @@ from migwatch.model import (
     Worktree,
 )
 from migwatch.report import ProjectReport, StatusReport, render_text
+from migwatch.whereabouts import Whereabouts
 from tests.support import findingcases
 from tests.support.gitrepo import run_git
 from tests.support.hostile import LEADING_PAYLOADS, SHELL_PAYLOADS, raw_controls
 from tests.support.pg import PgDatabase
-from tests.support.renaming import Renamer, collect
+from tests.support.renaming import CASE_ROOT, Renamer, collect
 from tests.support.sandbox import Sandbox, argv_bytes
 
 NOW = findingcases.NOW
@@ -58,12 +58,17 @@ FIGURES: Counter[str] = Counter()
 
 def _all_names() -> tuple[set[str], set[str]]:
     """Every migration name and every branch name the cases use."""
-    objects: list[Any] = []
-    collect(
-        findingcases.CASES,
-        lambda v: isinstance(v, (LocalMigration, HistoryRow, Worktree, GitOrigin, diagnose.ProjectSnapshot)),
-        objects,
+    kinds = (
+        LocalMigration,
+        HistoryRow,
+        Worktree,
+        Whereabouts,
+        RefTip,
+        MigrationChange,
+        diagnose.ProjectSnapshot,
     )
+    objects: list[Any] = []
+    collect(findingcases.CASES, lambda v: isinstance(v, kinds), objects)
     migrations: set[str] = set()
     branches: set[str] = set()
     for item in objects:
@@ -71,10 +76,15 @@ def _all_names() -> tuple[set[str], set[str]]:
             migrations.add(item.name)
         elif isinstance(item, HistoryRow):
             migrations.add(item.migration_name)
+        elif isinstance(item, MigrationChange):
+            migrations.update(name for name in (item.name, item.renamed_to) if name)
+        elif isinstance(item, Whereabouts):
+            migrations.update(item.successors)
+            branches.update(ref for ref in (item.merge_ref, item.successor_ref) if ref)
+        elif isinstance(item, RefTip) and item.kind in ("branch", "remote"):
+            branches.add(item.name)
         elif isinstance(item, Worktree) and item.branch:
             branches.add(item.branch)
-        elif isinstance(item, GitOrigin):
-            branches.update(item.branches)
         elif isinstance(item, diagnose.ProjectSnapshot) and item.base_branch:
             branches.add(item.base_branch)
     return migrations, branches
@@ -87,7 +97,7 @@ MIGRATIONS, BRANCHES = _all_names()
 class Rendered:
     case: str
     findings: tuple[Finding, ...]
-    row_ids: Mapping[str, str]  # migration name → id of its history row, in the renamed case
+    rows: tuple[tuple[str, str, bool, bool], ...]  # every history row of the renamed case (see Row)
 
 
 def rendered_cases(payload: str, root: Path, *, leading: bool = False) -> Iterator[Rendered]:
@@ -97,8 +107,22 @@ def rendered_cases(payload: str, root: Path, *, leading: bool = False) -> Iterat
         hostile_snapshot, hostile_evidence = renamer(snapshot), renamer(evidence)
         verdicts = diagnose.analyse(hostile_snapshot)
         found = diagnose.findings(hostile_snapshot, verdicts, hostile_evidence, NOW)
-        ids = {r.migration_name: r.id for h in hostile_snapshot.histories.values() for r in h.rows}
-        yield Rendered(name, tuple(found), ids)
+        yield Rendered(name, tuple(found), _history_rows(hostile_snapshot))
+
+
+def _history_rows(snapshot: diagnose.ProjectSnapshot) -> tuple[tuple[str, str, bool, bool], ...]:
+    """Every history row in table order; a case's repeated id (ids there are names) made unique by
+    position, as a database's uuids are."""
+    rows = []
+    seen: Counter[str] = Counter()
+    for history in snapshot.histories.values():
+        for row in history.rows:
+            seen[row.id] += 1
+            row_id = row.id if seen[row.id] == 1 else f"{row.id}#{seen[row.id]}"
+            rows.append(
+                (row_id, row.migration_name, row.finished_at is not None, row.rolled_back_at is not None)
+            )
+    return tuple(rows)
 
 
 def commands_of(finding: Finding) -> list[Command]:
@@ -146,6 +170,9 @@ def _run_one(sandbox: Sandbox, case: str, finding: Finding, command: Command, pa
         return [f"{where}: shown as {shown!r}, which is not the command"]
     if command.cwd is not None:
         _make_folder(command.cwd)
+    for argv in (command.argv, *command.then):
+        if argv[0] not in BUILTINS:
+            sandbox.provide(argv[0])
     run = sandbox.run(shown)
     FIGURES["shell lines executed"] += 1
     FIGURES["markers"] += run.marker
@@ -252,39 +279,101 @@ def _neighbours(name: str) -> list[str]:
     )
 
 
+# A history row as the SQL tests store it: (id, migration_name, finished, rolled back).
+Row = tuple[str, str, bool, bool]
+_STAMP = "2025-10-05T12:00:00+00:00"
+
+
 @dataclass(frozen=True)
 class SqlCase:
     payload: str
-    migration: str  # the row the statement is meant for: this name, with this id
-    row_id: str
     statement: str
-
-    def rows(self) -> list[tuple[str, str]]:
-        """(id, migration_name): the intended row, then neighbours by name and by id.
-
-        A name with bytes that are not UTF-8 cannot be stored in a database: it is stored with U+FFFD
-        (such a name is never in a statement; the statement names the row by id).
-        """
-        by_name = [(f"n{index}", name) for index, name in enumerate(_neighbours(self.migration))]
-        by_id = [(row_id, f"other{index}") for index, row_id in enumerate(_neighbours(self.row_id))]
-        rows = [(self.row_id, self.migration), *by_name, *(r for r in by_id if r[0] != self.row_id)]
-        return [(_storable(row_id), _storable(name)) for row_id, name in rows]
+    rows: tuple[Row, ...]  # the case's rows, and neighbours of the intended ones
+    intended: frozenset[str]  # the ids of the rows the statement is meant to delete
 
 
 def _storable(text: str) -> str:
+    """A name with bytes that are not UTF-8 cannot be stored in a database: stored with U+FFFD (such a
+    name is never in a statement; the statement names the row by id)."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _values(rows: Iterable[Row]) -> list[tuple[str, str, str, str | None, str | None]]:
+    return [
+        (row_id, "0" * 64, name, _STAMP if finished else None, _STAMP if rolled_back else None)
+        for row_id, name, finished, rolled_back in rows
+    ]
+
+
+_INSERT = (
+    "INSERT INTO _prisma_migrations (id, checksum, migration_name, finished_at, rolled_back_at)"
+    " VALUES ({0}, {0}, {0}, {0}, {0})"
+)
+
+
+def _deleted_by(statement: str, rows: Iterable[Row]) -> set[str]:
+    """The ids of the rows `statement` deletes from a table holding `rows` (SQLite in memory)."""
+    rows = list(rows)
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(SQLITE_TABLE)
+        conn.executemany(_INSERT.format("?"), _values(rows))
+        conn.execute(statement)
+        left = {row_id for (row_id,) in conn.execute("SELECT id FROM _prisma_migrations")}
+    return {row[0] for row in rows} - left
+
+
+def _paired(plain: Rendered, hostile: Rendered, renamer: Renamer) -> list[tuple[str, str]]:
+    """(statement with plain names, the same statement with hostile names), finding by finding (found
+    by its renamed key: names change the order); a statement left out for a name that cannot be printed
+    (sql_literal refuses it) has no pair."""
+
+    def key(finding: Finding, rename: bool) -> tuple[str, ...]:
+        parts = (finding.code, finding.worktree or "", finding.migration or "", finding.database or "")
+        return tuple(renamer.text(part) for part in parts) if rename else parts
+
+    hostile_by_key = {key(finding, False): finding for finding in hostile.findings}
+    assert len(hostile_by_key) == len(plain.findings), hostile.case
+    pairs = []
+    for reference in plain.findings:
+        meant, printed = statements_of(reference), statements_of(hostile_by_key[key(reference, True)])
+        assert len(printed) in (0, len(meant)), (hostile.case, printed)
+        pairs += [(m.text, p.text) for m, p in zip(meant, printed, strict=False)]
+    return pairs
+
+
+def _near(row: Row) -> list[Row]:
+    """Rows a sloppy statement would also hit: similar names, similar ids (the same name in another state
+    is the case's own business: `edited-rolled-back-first` holds both)."""
+    row_id, name, finished, rolled_back = row
+    near = [(f"n{k}-{row_id}", other, finished, rolled_back) for k, other in enumerate(_neighbours(name))]
+    near += [(other, f"o{k}-{name}", finished, rolled_back) for k, other in enumerate(_neighbours(row_id))]
+    return near
+
+
 def _sql_cases() -> list[SqlCase]:
-    """Every statement every case prints, with the row it is meant for."""
+    """Every statement every case prints, with the rows it is meant for: the rows the same statement
+    deletes when the names are plain (payload ""), renamed."""
+    plain = {case.case: case for case in rendered_cases("", Path(CASE_ROOT))}  # the cases as written
     out = []
     for payload_name, payload in sorted(SHELL_PAYLOADS.items()):
+        renamer = Renamer(MIGRATIONS, BRANCHES, payload, Path("/nonexistent"))
         for case in rendered_cases(payload, Path("/nonexistent")):
-            for finding in case.findings:
-                for statement in statements_of(finding):
-                    assert finding.migration is not None, (case.case, statement)
-                    row_id = case.row_ids[finding.migration]
-                    out.append(SqlCase(payload_name, finding.migration, row_id, statement.text))
+            reference = plain[case.case]
+            for meant, statement in _paired(reference, case, renamer):
+                intended_ids = {renamer.text(row_id) for row_id in _deleted_by(meant, reference.rows)}
+                assert intended_ids, (case.case, meant)
+                intended = [row for row in case.rows if row[0] in intended_ids]
+                by_id: dict[str, Row] = {}
+                for row_id, name, finished, rolled_back in [
+                    *case.rows,
+                    *(n for r in intended for n in _near(r)),
+                ]:
+                    # The case's own rows first; ids stay unique.
+                    by_id.setdefault(
+                        _storable(row_id), (_storable(row_id), _storable(name), finished, rolled_back)
+                    )
+                stored = frozenset(_storable(row_id) for row_id in intended_ids)
+                out.append(SqlCase(payload_name, statement, tuple(by_id.values()), stored))
     return out
 
 
@@ -296,39 +385,23 @@ def test_printed_sql_touches_only_the_intended_row(pg_database: PgDatabase) -> N
         conn.autocommit = False
         for case in cases:
             assert visible(case.statement, COMMAND_LIMIT) == case.statement, case
-            rows = case.rows()
             with conn.cursor() as cursor:
                 cursor.execute(POSTGRES_TABLE)
-                cursor.executemany(
-                    "INSERT INTO _prisma_migrations (id, checksum, migration_name) VALUES (%s, %s, %s)",
-                    [(row_id, "0" * 64, name) for row_id, name in rows],
-                )
+                cursor.executemany(_INSERT.format("%s"), _values(case.rows))
                 cursor.execute(case.statement.encode("utf-8"))
-                cursor.execute("SELECT id, migration_name FROM _prisma_migrations")
-                left = sorted(cursor.fetchall())
+                cursor.execute("SELECT id FROM _prisma_migrations")
+                left = {row_id for (row_id,) in cursor.fetchall()}
             conn.rollback()
+            deleted = {row[0] for row in case.rows} - left
             FIGURES["sql statements executed"] += 1
-            touched_beyond += len(rows) - 1 - len(left) + (rows[0] in left)
-            assert left == sorted(rows[1:]), case
+            touched_beyond += len(deleted - case.intended)
+            assert deleted == case.intended, case
     FIGURES["sql rows touched beyond the intended"] += touched_beyond
 
 
-def test_printed_sql_touches_only_the_intended_row_on_sqlite(tmp_path: Path) -> None:
-    with closing(sqlite3.connect(tmp_path / "history.db")) as conn:
-        for case in _sql_cases():
-            conn.execute("BEGIN")
-            conn.execute(SQLITE_TABLE)
-            conn.executemany(
-                "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at) VALUES (?, ?, ?, ?)",
-                [
-                    (row_id, "0" * 64, name, datetime.now(timezone.utc).isoformat())
-                    for row_id, name in case.rows()
-                ],
-            )
-            conn.execute(case.statement)
-            left = sorted(conn.execute("SELECT id, migration_name FROM _prisma_migrations"))
-            conn.execute("ROLLBACK")
-            assert left == sorted(case.rows()[1:]), case
+def test_printed_sql_touches_only_the_intended_row_on_sqlite() -> None:
+    for case in _sql_cases():
+        assert _deleted_by(case.statement, case.rows) == case.intended, case
 
 
 # --- every template is exercised -------------------------------------------------------------------------
@@ -412,3 +485,8 @@ def test_git_takes_paths_in_fixes_literally(tmp_path: Path, git_env: dict[str, s
         "?? migrations/m1/migration.sql",
     ]
     assert (repo / "migrations" / "m*" / "migration.sql").read_text(encoding="utf-8") == "SELECT 1;\n"
+    # `git mv` takes paths, not pathspecs: the builder leaves them as they are.
+    run_git(repo, "checkout", "-q", "--", ".")
+    line = fixes.git(repo, "mv", "--", "migrations/m*", "migrations/m9").render()
+    subprocess.run(["bash", "-c", line], env=sandbox_free, check=True, capture_output=True)
+    assert sorted(p.name for p in (repo / "migrations").iterdir()) == [":(glob)m?", "m1", "m9"]

@@ -291,9 +291,16 @@ def test_not_knowing_is_not_resolved(
 
 def test_an_unreadable_folder_resolves_nothing_but_its_own_finding() -> None:
     behind = ("behind_database", "americano", DB, EPIC3, "20260101000000_a")
-    own = ("missing_sql", "americano", DB, EPIC3, None)
+    own = ("unreadable_path", "americano", DB, EPIC3, None)
     other = ("behind_database", "americano", DB, "/work/Americano", "20260101000000_a")
     _, scope = conclude_scope([], Unknowns(worktrees=frozenset({EPIC3})))
     assert (scope(behind), scope(own), scope(other)) == (False, True, True)
     _, scope = conclude_scope([], Unknowns(migrations=frozenset({(EPIC3, "20260101000000_a")})))
     assert (scope(behind), scope(other)) == (False, True)
+
+
+def test_a_role_that_may_not_read_the_history_freezes_what_depends_on_it() -> None:
+    pending_key = ("pending", "americano", DB, EPIC3, "20260101000000_a")
+    denied_key = ("history_denied", "americano", DB, None, None)
+    _, scope = conclude_scope([], Unknowns(databases={DB: DatabaseState("ok", denied=True)}))
+    assert (scope(pending_key), scope(denied_key)) == (False, True)

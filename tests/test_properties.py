@@ -156,8 +156,6 @@ def test_log_records_stay_one_line(text: str) -> None:
 
 # --- printed commands -----------------------------------------------------------------------------------
 
-# A few cases whose fixes name migrations, folders and branches in every kind of command.
-FIX_CASES = ("failed-held", "behind-uncommitted", "behind-origin-commit", "not-managed", "edited-restore")
 # Names as a file system or a database can hold them: no `/`, no NUL, no surrogate that is not an escaped byte.
 names_text = hostile_text.filter(
     lambda text: (
@@ -185,8 +183,7 @@ def _parsed(line: str) -> list[list[str]]:
 def test_every_printed_command_parses_back_to_its_argv(payload: str, leading: bool) -> None:
     renamer = Renamer(MIGRATIONS, BRANCHES, payload, Path("/w"), leading=leading)
     lines: list[tuple[str, list[list[str]]]] = []
-    for case in FIX_CASES:
-        snapshot, evidence = findingcases.CASES[case]
+    for snapshot, evidence in findingcases.CASES.values():
         hostile, hostile_evidence = renamer(snapshot), renamer(evidence)
         for finding in diagnose.findings(hostile, diagnose.analyse(hostile), hostile_evidence, NOW):
             for step in finding.fix.steps:

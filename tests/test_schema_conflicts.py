@@ -134,8 +134,9 @@ def test_two_different_migrations_with_one_name(project: Project) -> None:
         f for f in doc["findings"] if f["code"] == "name_collision" and f["worktree"] == str(project.other)
     )
     assert finding["message"] == (
-        f"shop-other (feature/other): {BRANCH_MIGRATION} is another migration in shop (main) (same folder name, "
-        "different SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one migration"
+        f"shop-other (feature/other): {BRANCH_MIGRATION} differs from the {BRANCH_MIGRATION} in shop (main) "
+        "(same folder name, different SQL); merged, one replaces the other or git stops with a conflict, and "
+        "Prisma sees one migration"
     )
     mine = project.migrations(project.other) / BRANCH_MIGRATION / "migration.sql"
     theirs = project.migrations(project.main) / BRANCH_MIGRATION / "migration.sql"

@@ -126,6 +126,7 @@ class Tally:
     wrong: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
     not_replayable: int = 0
+    failing: int = 0  # real conflicts where an order fails (the others leave different schemas)
 
 
 def situations(mirror: Mirror, project: Project, neighbours: bool) -> tuple[list[Situation], dict[str, str]]:
@@ -300,14 +301,15 @@ def pg_apply(runner: PgRunner, state: Sequence[Migration], steps: Sequence[tuple
 def judge(
     situation: Situation, apply: Callable[[Sequence[Migration], Sequence[tuple[str, str]]], Applied]
 ) -> tuple[bool, bool] | None:
-    """(real conflict, replayable) — None when X or Y does not apply alone on the state."""
+    """(real conflict, one order fails) — None when X or Y does not apply alone on the state."""
     x = [(f"x:{n}", t) for n, t in situation.x]
     y = [(f"y:{n}", t) for n, t in situation.y]
     alone_x, alone_y = apply(situation.state, x), apply(situation.state, y)
     if alone_x.failed_at or alone_y.failed_at:
         return None
     xy, yx = apply(situation.state, [*x, *y]), apply(situation.state, [*y, *x])
-    return bool(xy.failed_at or yx.failed_at or xy.schema != yx.schema), True
+    fails = bool(xy.failed_at or yx.failed_at)
+    return fails or xy.schema != yx.schema, fails
 
 
 def flagged(situation: Situation, parsed: Callable[[str, str], MigrationChanges | None]) -> bool:
@@ -347,16 +349,21 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
             return pg_apply(runner, state, steps)
 
     tallies: dict[str, Tally] = {}
+    done = 0
     # Lexicographic order of the states' names puts every state right before its extensions: the kept
     # schema then grows by a few migrations instead of being rebuilt.
     for situation in sorted(found, key=lambda s: [n for n, _ in s.state]):
         tally = tallies.setdefault(situation.kind, Tally())
+        done += 1
+        if done % 50 == 0:
+            print(f"  … {done}/{len(found)} situations", file=sys.stderr, flush=True)
         verdict = judge(situation, apply)
         if verdict is None:
             tally.not_replayable += 1
             continue
-        real, _ = verdict
+        real, fails = verdict
         says = flagged(situation, parsed)
+        tally.failing += fails
         tally.count += 1
         tally.judged.append((situation, real))
         tally.real += real
@@ -367,7 +374,7 @@ def measure(project: Project, mirror: Mirror, server: PgServer | None, neighbour
             tally.missed.append(situation.label)
     for kind, t in tallies.items():
         print(
-            f"- {kind}: {t.count} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+            f"- {kind}: {t.count} judged ({t.not_replayable} not replayable): real conflicts found {t.found}/{t.real} ({t.failing} fail in one order), flagged wrongly {len(t.wrong)}"
         )
         for label in t.missed:
             print(f"    missed: {label}")
@@ -423,13 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 total.wrong += t.wrong
                 total.missed += t.missed
                 total.not_replayable += t.not_replayable
+                total.failing += t.failing
     finally:
         if server is not None:
             server.cleanup()
     print("\n## all projects")
     for kind, t in totals.items():
         print(
-            f"- {kind}: {t.count} judged: real conflicts found {t.found}/{t.real}, flagged wrongly {len(t.wrong)}"
+            f"- {kind}: {t.count} judged: real conflicts found {t.found}/{t.real} ({t.failing} fail in one order), flagged wrongly {len(t.wrong)}"
         )
     print(f"({time.monotonic() - started:.0f} s)")
     return 0

@@ -23,6 +23,7 @@ class FindingKind:
     when: str  # when it fires (README's "when" column)
     what_to_do: str  # README's "what to do" column (the finding's fix says it exactly)
     transient: bool = False  # a running `prisma migrate` makes and removes it: held back meanwhile
+    daemon_only: bool = False  # the daemon raises it (it compares with what it saw earlier), not diagnose
     remark_severity: Severity | None = None  # the severity of its remarks, when it also emits those
 
     @property
@@ -76,8 +77,8 @@ KINDS: tuple[FindingKind, ...] = (
         ERROR,
         "failed migration",
         "a migration failed half way (every `migrate deploy` stops with P3009)",
-        "undo its partial changes, then `npx prisma migrate resolve --rolled-back <name>`; or finish them by "
-        "hand and `--applied <name>`. The alert shows the head of Prisma's log",
+        "undo its partial changes, then `npx prisma migrate resolve --rolled-back=<name>`; or finish them by "
+        "hand and `--applied=<name>`. The alert shows the head of Prisma's log",
         transient=True,
     ),
     _kind(
@@ -137,6 +138,13 @@ KINDS: tuple[FindingKind, ...] = (
         "restore it from git, or remove the empty folder",
     ),
     _kind(
+        "unreadable_path",
+        ERROR,
+        "cannot read migrations",
+        "a migrations folder or a `migration.sql` cannot be read (permissions, I/O error)",
+        "make it readable (`ls -l` shows who owns it); until then its other alerts are kept, not resolved",
+    ),
+    _kind(
         "provider_mismatch",
         ERROR,
         "provider mismatch",
@@ -149,6 +157,21 @@ KINDS: tuple[FindingKind, ...] = (
         "database unreachable",
         "cannot connect (at once in `status`, after 3 failed polls in the daemon)",
         "the alert has the URL (password hidden) and the driver's message",
+    ),
+    _kind(
+        "history_denied",
+        ERROR,
+        "no permission to read the migration history",
+        "the database answers, but the URL's role may not `SELECT` from `_prisma_migrations`",
+        "`GRANT SELECT ON _prisma_migrations TO <role>` (the alert names the role), or use a URL whose role may",
+    ),
+    _kind(
+        "history_vanished",
+        ERROR,
+        "migration history vanished",
+        "the `_prisma_migrations` table was there and is gone (dropped, or the database was reset)",
+        "find out who reset the database before running any migrate command; alerts stay open until it is back",
+        daemon_only=True,
     ),
     _kind(
         "not_managed",

@@ -102,11 +102,12 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    config = _load(args)  # first: a bad config is reported before the pipeline is even imported
+
     from migwatch.pipeline import CheckOptions, run_status
     from migwatch.report import render_text, to_json
     from migwatch.scrub import scrub
 
-    config = _load(args)
     known = {p.name for p in config.projects}
     unknown = [name for name in args.project if name not in known]
     if unknown:
@@ -222,6 +223,9 @@ def _register_optional() -> None:
     """Commands whose modules import heavier dependencies are looked up lazily."""
 
     def run(args: argparse.Namespace, out: TextIO) -> int:
+        _load(
+            args
+        )  # a bad config is exit 2 before the daemon's modules are imported (run_command reads it again)
         from migwatch.process import run_command
 
         return run_command(_config_path(args), once=args.once, verbose=args.verbose, out=out)

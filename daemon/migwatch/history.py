@@ -37,6 +37,10 @@ class HistoryError(Exception):
     """The database could not be reached or read; one line, password-free."""
 
 
+class HistoryDenied(HistoryError):
+    """The server answered, but the role may not read the history table (no SELECT privilege)."""
+
+
 # Tables listed for a database without a history table (enough to tell empty from not).
 TABLES_SHOWN = 5
 
@@ -50,7 +54,8 @@ def read_history(ref: DatabaseRef, options: ReadOptions = ReadOptions()) -> Hist
         if ref.provider == "sqlite":
             return read_sqlite(ref)
     except HistoryError as exc:
-        return History(database=ref, reachable=False, has_table=False, error=str(exc))
+        denied = isinstance(exc, HistoryDenied)
+        return History(database=ref, reachable=False, has_table=False, error=str(exc), denied=denied)
     return History(
         database=ref, reachable=False, has_table=False, error=f"provider {ref.provider} is not supported"
     )
@@ -155,7 +160,7 @@ def _read_error(exc: psycopg.Error, ref: DatabaseRef) -> HistoryError:
         return HistoryError(f"lost connection to {ref.id}: {driver_message(exc)}")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         role = getattr(exc.diag, "message_primary", None) or driver_message(exc)
-        return HistoryError(
+        return HistoryDenied(
             f"the database role lacks the SELECT privilege on {ref.schema}.{TABLE} in {ref.id} ({role})"
         )
     return HistoryError(f"cannot read {ref.schema}.{TABLE} in {ref.id}: {driver_message(exc)}")
@@ -295,7 +300,7 @@ def _text(value: Any) -> str | None:
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # NULL, text, NaN, infinity
         return 0
 
 

@@ -24,11 +24,11 @@ def _removed_sql(
     project: diagnose.ProjectSnapshot, index: MigrationIndex, names: Sequence[str], env: Mapping[str, str]
 ) -> dict[str, str]:
     """migration.sql texts of removed migrations and of what their removing commits added."""
+    removing = {change.commit.sha for name in names for change in index.history_of(name) if change.added_with}
     shas = {
         blob
-        for name in names
-        for change in index.history_of(name)
-        if change.added_with
+        for commit in removing
+        for change in index.removed_by(commit)
         for blob in (change.old_blob, *(b for _, b in change.added_with))
         if blob
     }

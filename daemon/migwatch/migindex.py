@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Literal
 
 ChangeKind = Literal["added", "modified", "deleted", "renamed"]
@@ -96,7 +97,32 @@ class MigrationIndex:
 
     def tips_with(self, migrations_dir: str, name: str) -> list[RefTip]:
         """Refs (and worktree HEADs) whose tip tree contains the migration folder."""
-        return [tip for tip in self.tips if name in self.names_at(tip.commit, migrations_dir)]
+        commits = self._commits_with.get((migrations_dir, name), frozenset())
+        return [tip for tip in self.tips if tip.commit in commits]
+
+    @cached_property
+    def _commits_with(self) -> dict[tuple[str, str], frozenset[str]]:
+        """(migrations dir, name) → the tip commits whose tree has it (built once per index)."""
+        found: dict[tuple[str, str], set[str]] = {}
+        for (commit, directory), folders in self.contents.items():
+            for name in folders:
+                found.setdefault((directory, name), set()).add(commit)
+        return {key: frozenset(commits) for key, commits in found.items()}
+
+    def removed_by(self, commit: str) -> list[MigrationChange]:
+        """Every migration the commit deleted or renamed away."""
+        return self._removals.get(commit, [])
+
+    @cached_property
+    def _removals(self) -> dict[str, list[MigrationChange]]:
+        found: dict[str, list[MigrationChange]] = {}
+        for changes in self.changes.values():
+            for change in changes:
+                if change.kind == "deleted" or (
+                    change.kind == "renamed" and change.renamed_to != change.name
+                ):
+                    found.setdefault(change.commit.sha, []).append(change)
+        return found
 
     def history_of(self, name: str) -> tuple[MigrationChange, ...]:
         """Every change of the migration (as old or as new name), newest first."""

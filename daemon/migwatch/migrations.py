@@ -25,12 +25,13 @@ class ChecksumCache:
 
     def __init__(self) -> None:
         # Plain dicts: single lookups and stores are atomic, and a lost race only costs a second hash.
-        self._by_stat: dict[tuple[int, int, int, int], _SqlFacts] = {}
+        self._by_stat: dict[tuple[int, int, int, int, int], _SqlFacts] = {}
         self._by_raw: dict[bytes, _SqlFacts] = {}
 
     def facts(self, path: str, stat: os.stat_result) -> _SqlFacts:
         """Checksums and conflict-marker lines of one migration.sql (raises OSError)."""
-        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        # The mode is part of the key: `chmod 000` changes neither content nor mtime, and must be seen.
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_mode)
         hit = self._by_stat.get(key)
         if hit is not None:
             return hit

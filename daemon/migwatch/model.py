@@ -128,6 +128,7 @@ class History:
     rows: tuple[HistoryRow, ...] = ()  # ORDER BY started_at
     migration_running: bool = False  # a Prisma migrate command holds the advisory lock
     error: str | None = None  # the driver's message (password-free) when not reachable / unreadable
+    denied: bool = False  # the server answered, but this role may not read the history table
     # With no history table: the first few tables the database (schema) already has — an empty
     # database gets `migrate deploy`, one that already has the schema is baselined (SPEC §6a).
     tables: tuple[str, ...] = ()

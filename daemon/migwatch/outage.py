@@ -17,17 +17,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from migwatch.catalogue import kind_of
 from migwatch.model import Finding
 
 FAILURES_TO_REPORT = 3
 DbStatus = Literal["ok", "uncertain", "down"]
 FindingKey = tuple[str, str, str | None, str | None, str | None]
 
-UNREACHABLE_CODE = "database_unreachable"
-# The finding about a path that cannot be read. Until the finding catalogue has its own code for it,
-# diagnose reports unreadable folders and files under this one.
-UNREADABLE_CODES = frozenset({"missing_sql"})
-VANISHED_CODE = "history_vanished"
+UNREACHABLE_CODE = kind_of("database_unreachable").code
+UNREADABLE_CODES = frozenset({kind_of("unreadable_path").code})  # the finding about the path itself
+VANISHED_CODE = kind_of("history_vanished").code
+DENIED_CODE = kind_of("history_denied").code
 
 
 def status_after(failures: int, failures_to_report: int = FAILURES_TO_REPORT) -> DbStatus:
@@ -44,6 +44,7 @@ class DatabaseState:
     status: DbStatus
     ever_read: bool = True  # a history was read at least once (else nothing is known about it)
     vanished: bool = False  # its history table existed and is gone
+    denied: bool = False  # the role may not read its history table
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,18 @@ def conclude_scope(
     down = {db for db, s in unknowns.databases.items() if s.status == "down"}
     unseen = {db for db, s in unknowns.databases.items() if s.status == "uncertain" and not s.ever_read}
     vanished = {db for db, s in unknowns.databases.items() if s.vanished and s.status == "ok"}
+    denied = {db for db, s in unknowns.databases.items() if s.denied and s.status == "ok"}
     # A failing database that was read before is judged on its last good rows until it is reported down.
-    frozen = down | unseen | vanished
+    frozen = down | unseen | vanished | denied
     kept = [f for f in found if not (f.code == UNREACHABLE_CODE and f.database in unseen)]
 
     def scope(key: FindingKey) -> bool:
         code, _, database, worktree, migration = key
         if database in frozen:
-            return (code == UNREACHABLE_CODE and database in down) or (
-                code == VANISHED_CODE and database in vanished
+            return (
+                (code == UNREACHABLE_CODE and database in down)
+                or (code == VANISHED_CODE and database in vanished)
+                or (code == DENIED_CODE and database in denied)
             )
         if worktree is not None and worktree in unknowns.worktrees:
             return code in UNREADABLE_CODES
@@ -87,15 +91,10 @@ def conclude_scope(
 
 
 def database_states(
-    statuses: Mapping[str, tuple[DbStatus, bool, bool]], database_ids: Mapping[str, str]
+    statuses: Mapping[str, DatabaseState], database_ids: Mapping[str, str]
 ) -> dict[str, DatabaseState]:
-    """Per database id: its group's (status, ever read, vanished) as a DatabaseState."""
-    states: dict[str, DatabaseState] = {}
-    for db_id, group in database_ids.items():
-        if group in statuses:
-            status, ever_read, vanished = statuses[group]
-            states[db_id] = DatabaseState(status=status, ever_read=ever_read, vanished=vanished)
-    return states
+    """Per database id: the state of the group (poller database) it belongs to."""
+    return {db_id: statuses[group] for db_id, group in database_ids.items() if group in statuses}
 
 
 def unreadable_paths(

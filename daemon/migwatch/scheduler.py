@@ -26,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from migwatch.dburl import group_key
 from migwatch.history import (
+    HistoryDenied,
     HistoryError,
     ReadOptions,
     connect_postgres,
@@ -61,6 +62,7 @@ class DatabaseView:
     failures: int = 0
     ever_read: bool = False  # a history was read at least once in this run
     vanished: bool = False  # the history table was there earlier in this run and is gone now
+    denied: bool = False  # the role may not read the history table
 
 
 class _Database:
@@ -335,6 +337,14 @@ class Poller:
         conn = database.conn
         try:
             fingerprint = fingerprint_postgres(conn, ref)
+        except HistoryDenied as exc:
+            # Not an outage: the server answers every poll, and what it says will not change by itself.
+            database.history = History(
+                database=ref, reachable=False, has_table=False, error=str(exc), denied=True
+            )
+            database.fingerprint = "denied"
+            return
+        try:
             running = migration_running(conn)
             if fingerprint != database.fingerprint or database.history is None:
                 history = read_postgres(conn, ref)
@@ -379,6 +389,7 @@ class Poller:
             failures=failures,
             ever_read=database.ever_read,
             vanished=status == "ok" and database.had_table and history.reachable and not history.has_table,
+            denied=status == "ok" and history.denied,
         )
 
     def _get(self, group: str) -> _Database | None:
@@ -392,7 +403,11 @@ def _differs(before: DatabaseView, after: DatabaseView) -> bool:
     if reported[before.status] != reported[after.status] or before.lock_held != after.lock_held:
         return True
     # Recovering from a failure the poll never reported (`uncertain` → `ok`) changes nothing by itself.
-    return before.history.rows != after.history.rows or before.history.has_table != after.history.has_table
+    return (
+        before.history.rows != after.history.rows
+        or before.history.has_table != after.history.has_table
+        or before.history.denied != after.history.denied
+    )
 
 
 def _join_pool(scheduler: BackgroundScheduler, timeout: float) -> None:

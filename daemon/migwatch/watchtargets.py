@@ -85,7 +85,10 @@ def setup_targets(key: K, setup: PrismaSetup, env: Mapping[str, str]) -> list[tu
         if _inside(file, path):
             folders.setdefault(file.parent, set()).add(file.name)
     targets += [WatchTarget(key, folder, names=frozenset(names)) for folder, names in folders.items()]
-    return [(t, path if _inside(t.path, path) else t.path) for t in targets]
+    pairs = [(t, path if _inside(t.path, path) else t.path) for t in targets]
+    # The worktree folder itself, seen from its parent: `rm -rf` or a move of the whole worktree.
+    pairs.append((WatchTarget(key, path.parent, names=frozenset({path.name})), path.parent))
+    return pairs
 
 
 def git_dir_of(worktree: Path, env: Mapping[str, str]) -> Path | None:

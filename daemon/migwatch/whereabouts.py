@@ -55,6 +55,33 @@ def sql_contains(successor: str, removed: str) -> bool:
     return bool(needle) and needle in normalised_sql(successor)
 
 
+def statements(text: str) -> set[str]:
+    """The SQL statements of a migration, comments and layout removed."""
+    return {part.strip() for part in normalised_sql(text).split(";") if part.strip()}
+
+
+def successors_of(
+    removal: MigrationChange, blobs: Mapping[str, str], siblings: Sequence[MigrationChange] = ()
+) -> tuple[str, ...]:
+    """The migrations the removing commit added or changed whose SQL holds the removed SQL — and holds
+    nothing else than what the migrations it replaced ran (`siblings`: every removal of that commit).
+
+    A rename that also added statements (rallly's "Fix migration" #1574) is not a successor: recording
+    it as applied would skip what it added.
+    """
+    old = blobs.get(removal.old_blob or "")
+    if old is None:
+        return ()
+    ran: set[str] = set()
+    for sibling in (removal, *siblings):
+        ran |= statements(blobs.get(sibling.old_blob or "", ""))
+    return tuple(
+        name
+        for name, blob in removal.added_with
+        if sql_contains(text := blobs.get(blob, ""), old) and statements(text) <= ran
+    )
+
+
 def _ranked(tips: Sequence[RefTip], base_branch: str | None, preferred: Collection[str]) -> list[RefTip]:
     """Base branch first, then branches of worktrees that have it, then the most recent; local first."""
     return sorted(
@@ -69,14 +96,6 @@ def _ranked(tips: Sequence[RefTip], base_branch: str | None, preferred: Collecti
     )
 
 
-def successors_of(removal: MigrationChange, blobs: Mapping[str, str]) -> tuple[str, ...]:
-    """The migrations the removing commit added or changed whose SQL holds the removed SQL."""
-    old = blobs.get(removal.old_blob or "")
-    if old is None:
-        return ()
-    return tuple(name for name, blob in removal.added_with if sql_contains(blobs.get(blob, ""), old))
-
-
 def _removal(
     kind: WhereKind,
     index: MigrationIndex,
@@ -85,7 +104,7 @@ def _removal(
     base_branch: str | None,
     blobs: Mapping[str, str] | None,
 ) -> Whereabouts:
-    successors = successors_of(removal, blobs or {})
+    successors = successors_of(removal, blobs or {}, index.removed_by(removal.commit.sha))
     having = (
         [t for t in index.tips_with(migrations_dir, successors[0]) if t.kind != "worktree"]
         if successors

@@ -167,6 +167,19 @@ def _cases() -> dict[str, tuple[ProjectSnapshot, Evidence]]:
         ),
     )
     add(
+        "history-denied",
+        project(
+            [member(MAIN, [INIT]), member(EPIC3, [INIT])],
+            history=lambda ref: History(
+                database=ref,
+                reachable=False,
+                has_table=False,
+                error="the database role lacks the SELECT privilege on public._prisma_migrations",
+                denied=True,
+            ),
+        ),
+    )
+    add(
         "unreachable-sqlite",
         project(
             [member(MAIN, [INIT], database=SQLITE)],
@@ -280,6 +293,15 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add(
         "behind-deleted-upstream", project(alone, both), _where(MAIN, SECOND, "removed_here", removal=removal)
     )
+    rewritten = replace(removal, added_with=((THIRD, "ef" * 20),))  # documenso's squash rewrote the SQL
+    squash_note = _where(MAIN, SECOND, "removed_here", removal=rewritten)
+    add("behind-deleted-squash-rewritten", project(alone, both), squash_note)
+    merged = replace(removal, added_with=((INIT, "ef" * 20),))  # umami's 'combine heatmap prisma migration'
+    add(
+        "behind-deleted-merged-into-applied",
+        project(alone, both),
+        _where(MAIN, SECOND, "removed_here", removal=merged),
+    )
     renamed = MigrationChange(REMOVING, "renamed", "prisma/migrations", SECOND, THIRD, "ab" * 20, "ab" * 20)
     moved = Whereabouts("removed_here", removal=renamed, successors=(THIRD,), successor_ref="main")
     add("behind-renamed-upstream", project(alone, both), _where(MAIN, SECOND, moved))
@@ -338,6 +360,13 @@ def _behind_cases(add: Callable[..., None]) -> None:
     add("out-of-order-numbered", project(numbered, [row("01_init"), row("03_add_invoice")]))
     on_main = Evidence(shared={(EPIC3.path, EARLY): ("main", "Americano")})
     add("out-of-order-shared", project([member(EPIC3, [EARLY, INIT, SECOND])], both), on_main)
+    ours = folder_of(EPIC3.path, [INIT, SECOND], edited=[SECOND])
+    collided = [member(EPIC3, folder=ours), member(EPIC5, [INIT, SECOND])]
+    committed = Evidence(
+        restores={(EPIC3.path, SECOND): Restore(changed_by="c0ffee01 Add users (Ada, 2025-10-02)")}
+    )
+    add("edited-name-collision", project(collided, both), committed)
+    add("edited-name-collision-uncommitted", project(collided, both))
     edited_failed = folder_of(MAIN.path, [INIT, SECOND], edited=[SECOND])
     add(
         "failed-edited-after",

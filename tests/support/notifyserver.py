@@ -89,6 +89,7 @@ class NotificationServer:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._log_files: list[IO[bytes]] = []
         self._bus_stdout: IO[bytes] | None = None
+        self._dunst: subprocess.Popen[bytes] | None = None
         self._cleared_through = 0
 
     @classmethod
@@ -145,13 +146,19 @@ class NotificationServer:
         self._bus_stdout = bus.stdout
         self.env["DBUS_SESSION_BUS_ADDRESS"] = _read_line(bus.stdout, deadline, "dbus-daemon's address")
 
+        self.start_dunst(deadline)
+        logger.debug("notification server up in %.2f s: %s", time.monotonic() - started, self.env)
+
+    def start_dunst(self, deadline: float | None = None) -> None:
+        """Start dunst on the bus; return when it owns org.freedesktop.Notifications."""
+        deadline = deadline if deadline is not None else time.monotonic() + START_TIMEOUT
         dunst_config = self.base_dir / "dunstrc"
         dunst_config.write_text(DUNST_CONFIG, encoding="utf-8")
         # -print writes every notification with its urgency, which `dunstctl history` of dunst 1.9 lacks;
         # stdbuf makes that output line-buffered so it is on disk when the Notify call returns.
         print_log = self.print_log.open("ab")
         self._log_files.append(print_log)
-        dunst = self._spawn(
+        self._dunst = dunst = self._spawn(
             ["stdbuf", "-oL", "dunst", "-config", str(dunst_config), "-print"],
             "dunst",
             stdout=print_log,
@@ -167,7 +174,15 @@ class NotificationServer:
                     f"dunst did not take {NOTIFICATIONS_BUS_NAME} within {START_TIMEOUT} s"
                 )
             time.sleep(POLL_INTERVAL / 2)
-        logger.debug("notification server up in %.2f s: %s", time.monotonic() - started, self.env)
+
+    def stop_dunst(self) -> None:
+        """Stop dunst (the bus stays): a desktop with no notification server, until `start_dunst`."""
+        dunst = self._dunst
+        if dunst is not None and dunst.poll() is None:
+            dunst.terminate()
+            dunst.wait(timeout=5)
+        while self._bus_name_has_owner():
+            time.sleep(POLL_INTERVAL / 2)
 
     def _log_tail(self, name: str) -> str:
         path = self.base_dir / f"{name}.log"

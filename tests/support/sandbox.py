@@ -81,6 +81,11 @@ class Sandbox:
             self._write_program(program, _STUB)
         self._write_program(MARKER_PROGRAM, _PWNED)
 
+    def provide(self, program: str) -> None:
+        """A recording stub for `program` too (a template may name a program the list above lacks)."""
+        if "/" not in program and not (self.bin / program).exists():
+            self._write_program(program, _STUB)
+
     def _write_program(self, name: str, text: str) -> None:
         path = self.bin / name
         path.write_text(text, encoding="utf-8")

@@ -160,7 +160,7 @@ def _worktree_other(there: WorktreeSnapshot, name: str, found: tuple[Clash, ...]
 def _conflict(ctx: Ctx, here: WorktreeSnapshot, mine: str, others: Sequence[_Other]) -> Finding:
     first = others[0]
     clash = first.clashes[0]
-    objects = sorted({str(c.obj) for o in others for c in o.clashes})
+    objects = list(dict.fromkeys(str(c.obj) for o in others for c in o.clashes))  # first clash first
     if first.against == "database":
         what = f"{mine} is not applied yet; {deploy_outcome(clash, first.name, first.place.removeprefix('applied from '))}"
         advice = f"change {mine} so it builds on {first.name} before deploying it"
@@ -234,8 +234,9 @@ def _collision(
         worktree=here.worktree.path,
         migration=mine.name,
         message=(
-            f"{here.worktree.label}: {mine.name} is another migration in {labels} (same folder name, different "
-            "SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one migration"
+            f"{here.worktree.label}: {mine.name} differs from the {mine.name} in {labels} (same folder name, "
+            "different SQL); merged, one replaces the other or git stops with a conflict, and Prisma sees one "
+            "migration"
         ),
         fix=Fix(
             steps=tuple(shell("diff", "-u", str(mine.path / "migration.sql"), str(path)) for path in theirs),

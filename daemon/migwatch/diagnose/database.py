@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from migwatch.checksum import checksum_matches
-from migwatch.dburl import parse_postgres
+from migwatch.dburl import UrlError, parse_postgres
 from migwatch.diagnose.context import Ctx, finding, names, where
-from migwatch.diagnose.fixes import delete_history_rows, deploy, resolve, shell
+from migwatch.diagnose.fixes import chain, delete_history_rows, deploy, resolve, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot, counts_rolled_back
-from migwatch.model import Command, Finding, Fix, History, HistoryRow, Note, Step
+from migwatch.model import Finding, Fix, History, HistoryRow, Note, Step
 
 LOG_HEAD_LINES = 3
 
@@ -20,6 +20,19 @@ def database_findings(ctx: Ctx, group: str, history: History) -> list[Finding]:
     if not members:
         return []
     db = history.database.id
+    if history.denied:
+        return [
+            finding(
+                ctx,
+                "history_denied",
+                database=db,
+                worktree=None,
+                migration=None,
+                message=f"cannot read the migration history of {db} (used by {names(members)}): {history.error}",
+                fix=_grant_fix(history),
+                used_by=[str(s.worktree.path) for s in members],
+            )
+        ]
     if not history.reachable:
         return [
             finding(
@@ -59,9 +72,7 @@ def _not_managed(ctx: Ctx, first: WorktreeSnapshot, history: History) -> Finding
     extra = f" ({history.error})" if history.error else ""
     if history.tables and local:
         marks = [resolve(first, "applied", name) for name in local]
-        steps: tuple[Step, ...] = (
-            Command(marks[0].argv, cwd=marks[0].cwd, then=tuple(m.argv for m in marks[1:])),
-        )
+        steps: tuple[Step, ...] = (chain(*marks),)
         shown = ", ".join(history.tables)
         message = f"{db} has no _prisma_migrations table{extra} but already has tables ({shown}…)"
         why = (
@@ -82,6 +93,20 @@ def _not_managed(ctx: Ctx, first: WorktreeSnapshot, history: History) -> Finding
         message=message,
         fix=Fix(steps=steps, why=why),
         tables=list(history.tables),
+    )
+
+
+def _grant_fix(history: History) -> Fix:
+    ref = history.database
+    try:
+        role = parse_postgres(ref.url).user if ref.provider == "postgresql" else None
+    except UrlError:
+        role = None
+    quoted = '"' + (role or "<role>").replace('"', '""') + '"'
+    schema = '"' + ref.schema.replace('"', '""') + '"'
+    return Fix(
+        steps=(Note(f"as the table's owner: GRANT SELECT ON {schema}._prisma_migrations TO {quoted};"),),
+        why="migwatch only reads the history table; the URL's role needs SELECT on it, nothing more",
     )
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from migwatch.checksum import checksum_matches
 from migwatch.diagnose.context import Ctx, database_id, finding, names, where
 from migwatch.diagnose.evidence import Restore, migrations_rel
-from migwatch.diagnose.fixes import delete_history_rows, deploy, git, operand, reset_warning, shell
+from migwatch.diagnose.fixes import chain, delete_history_rows, deploy, git, operand, reset_warning, shell
 from migwatch.diagnose.renames import next_name
 from migwatch.diagnose.semantics import WorktreeSnapshot, WorktreeVerdict, counted_rows
-from migwatch.model import Command, Finding, Fix, HistoryRow, Note, Step
+from migwatch.model import Finding, Fix, HistoryRow, Note, Step
 from migwatch.whereabouts import normalised_sql
 
 UNCOMMITTED = "an uncommitted change"
@@ -85,7 +85,7 @@ def _collision(
     if committed and rel is not None:
         move = git(path, "mv", "--", f"{rel}/{name}", f"{rel}/{renamed}")
         message = f"Rename migration {name} to {renamed} (its name is taken)"
-        steps.append(Command(move.argv, then=(("git", "-C", str(path), "commit", "-m", message),)))
+        steps.append(chain(move, git(path, "commit", "-m", message)))
     else:
         base = snapshot.setup.migrations_dir or path
         steps.append(shell("mv", operand(str(base / name)), operand(str(base / renamed))))

@@ -1,7 +1,8 @@
 """File findings: how a worktree's Prisma files are set up and whether Prisma can read them.
 
 discovery and unsupported_provider (the worktree cannot be checked), conflict_markers,
-provider_mismatch, and missing_sql (no, or an unreadable, migration.sql; an unlistable folder).
+provider_mismatch, missing_sql (no migration.sql) and unreadable_path (a migration.sql or a migrations
+folder that cannot be read).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def marker_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
 
 
 def folder_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
-    """missing_sql for a migrations folder that cannot be listed; provider_mismatch for the lock file."""
+    """unreadable_path for a migrations folder that cannot be listed; provider_mismatch for the lock file."""
     snapshot = verdict.snapshot
     setup, folder = snapshot.setup, snapshot.folder
     path, label, db = setup.worktree.path, setup.worktree.label, database_id(snapshot)
@@ -106,7 +107,7 @@ def folder_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
         out.append(
             finding(
                 ctx,
-                "missing_sql",
+                "unreadable_path",
                 database=db,
                 worktree=path,
                 migration=None,
@@ -144,7 +145,8 @@ def folder_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
 
 
 def missing_sql_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
-    """missing_sql: migration folders without migration.sql, then migration.sql files Prisma cannot read."""
+    """missing_sql: migration folders without migration.sql; unreadable_path: migration.sql files that
+    cannot be read."""
     out = [_missing_sql(ctx, verdict, name) for name in verdict.missing_sql]
     snapshot = verdict.snapshot
     setup = snapshot.setup
@@ -152,7 +154,7 @@ def missing_sql_findings(ctx: Ctx, verdict: WorktreeVerdict) -> list[Finding]:
         out.append(
             finding(
                 ctx,
-                "missing_sql",
+                "unreadable_path",
                 database=database_id(snapshot),
                 worktree=setup.worktree.path,
                 migration=name,

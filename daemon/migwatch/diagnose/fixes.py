@@ -17,14 +17,25 @@ from migwatch.runner import PrismaRunner
 
 # Characters git reads as pathspec magic (globs, `:(…)` prefixes) in a path after `--`.
 _PATHSPEC_MAGIC = frozenset("*?[\\")
+# Subcommands whose arguments after `--` are pathspecs; `git mv` takes plain paths (`:(literal)` breaks it).
+_PATHSPEC_COMMANDS = frozenset({"add", "checkout", "diff", "log", "restore", "rm", "show", "status"})
 
 
 def git(worktree: Path, *args: str, comment: str | None = None) -> Command:
-    """`git -C <worktree> <args…>`; paths after `--` are taken literally (a folder named `m*` is not a glob)."""
-    if "--" in args:
+    """`git -C <worktree> <args…>`; pathspecs after `--` are taken literally (a folder `m*` is not a glob)."""
+    if "--" in args and args[0] in _PATHSPEC_COMMANDS:
         cut = args.index("--") + 1
         args = (*args[:cut], *(pathspec(path) for path in args[cut:]))
     return Command(("git", "-C", str(worktree), *args), comment=comment)
+
+
+def chain(first: Command, *more: Command, comment: str | None = None) -> Command:
+    """`first && more…` as one line; `more` run where `first` does (they must not `cd` elsewhere)."""
+    for command in more:
+        if command.cwd not in (None, first.cwd):
+            raise ValueError(f"cannot chain a command that runs in {command.cwd} after one in {first.cwd}")
+    then = first.then + tuple(argv for command in more for argv in (command.argv, *command.then))
+    return Command(first.argv, cwd=first.cwd, then=then, comment=comment or first.comment)
 
 
 def pathspec(path: str) -> str:
@@ -41,8 +52,7 @@ def operand(path: str) -> str:
 
 def commit_folder(worktree: Path, folder: str, message: str) -> Command:
     """`git -C <wt> add -- <folder> && git -C <wt> commit -m <message>`."""
-    add = git(worktree, "add", "--", folder)
-    return Command(add.argv, then=(("git", "-C", str(worktree), "commit", "-m", message),))
+    return chain(git(worktree, "add", "--", folder), git(worktree, "commit", "-m", message))
 
 
 def prisma(snapshot: WorktreeSnapshot, *args: str, comment: str | None = None) -> Command:

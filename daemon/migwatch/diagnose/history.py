@@ -62,6 +62,7 @@ def _behind(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
         found_in=[where(s) for s in others],
         applied_at=applied_at,
         whereabouts=placed.details,
+        deletes_rows=placed.details.get("deletes_rows"),
     )
 
 
@@ -95,6 +96,7 @@ def _pending(ctx: Ctx, verdict: WorktreeVerdict, name: str) -> Finding:
                 why="`prisma migrate deploy` would run its SQL a second time and fail",
             ),
             replaces=replaced_together(ctx, verdict, replaced),
+            deletes_rows=replaced_together(ctx, verdict, replaced),
         )
     steps: tuple[Step, ...] = (deploy(snapshot),)
     if verdict.behind:

@@ -104,7 +104,12 @@ def _replaced(ctx: Ctx, verdict: WorktreeVerdict, where: Whereabouts) -> Placeme
         replaced_fix(ctx, verdict, where),
         f"{_commit_text(where.removal)} {verb} {into}, whose SQL holds it",
         f"the database ran its SQL under the old name; record {into} as applied instead of running it again",
-        {"kind": verb.split()[0], "successors": list(where.successors), **_commit_details(where.removal)},
+        {
+            "kind": verb.split()[0],
+            "successors": list(where.successors),
+            "deletes_rows": replaced_together(ctx, verdict, where),
+            **_commit_details(where.removal),
+        },
     )
 
 
@@ -125,6 +130,28 @@ def _removed(verdict: WorktreeVerdict, name: str, where: Whereabouts, row: Histo
             "if they are still wanted, restore the folder as it was before that commit: " + restore.render()
         ),
     )
+    added = [n for n, _ in where.removal.added_with if n != name]
+    rows = verdict.history.rows if verdict.history else ()
+    applied = {r.migration_name for r in rows if not r.rolled_back and not r.failed}
+    unapplied = [n for n in added if n not in applied]
+    if unapplied:
+        # Its SQL is not in theirs (a squash rewrites it), so only a person can say they are equivalent.
+        marks = " && ".join(resolve(verdict.snapshot, "applied", n).render() for n in unapplied)
+        steps += (
+            Note(
+                f"the same commit added {', '.join(unapplied)}, whose SQL is not only this one's: if it replaces "
+                "it and the database already has everything it creates, record it as applied instead of running "
+                f"it ({marks}), then delete the old rows; else deploy it after deleting them"
+            ),
+        )
+    elif added:
+        # umami's 'combine heatmap prisma migration': merged into a migration that is already applied.
+        steps += (
+            Note(
+                f"the same commit changed {', '.join(added)}, already applied here: if it took this migration's "
+                "SQL, only this row has to go"
+            ),
+        )
     return Placement(
         steps,
         f"{_commit_text(where.removal)} deleted it from {whose}",

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from migwatch.sqlschema import postgres, sqlite
-from migwatch.sqlschema.model import Action, Change, Kind, MigrationChanges, Obj
+from migwatch.sqlschema.model import Action, Change, Kind, MigrationChanges, Obj, Unparsable
 from migwatch.sqlschema.netchange import net_changes
 
 log = logging.getLogger(__name__)
@@ -27,10 +26,14 @@ def parse_migration(sql_text: str, provider: str, where: str = "migration.sql") 
     if len(sql_text) > MAX_SQL_CHARS:
         log.debug("not parsing %s: %d characters", where, len(sql_text))
         return None
-    reader = sqlite.read_statements if provider == "sqlite" else postgres.read_statements
+    # The grammars load on first use: sqlglot alone takes ≈0.3 s to import, and most checks parse nothing.
+    if provider == "sqlite":
+        from migwatch.sqlschema.sqlite import read_statements
+    else:
+        from migwatch.sqlschema.postgres import read_statements
     try:
-        changes, skipped = reader(sql_text)
-    except postgres.Unparsable as exc:
+        changes, skipped = read_statements(sql_text)
+    except Unparsable as exc:
         log.debug("cannot parse %s as %s SQL: %s", where, provider, exc)
         return None
     except RecursionError:

@@ -7,6 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 
+class Unparsable(Exception):
+    """The file is not SQL the provider's grammar accepts."""
+
+
 class Kind(str, enum.Enum):
     """The kinds of schema object a Prisma migration creates or changes."""
 

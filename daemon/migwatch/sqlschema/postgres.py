@@ -11,7 +11,7 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
-from migwatch.sqlschema.model import DATA_USE, Action, Change, Kind, Obj, attribute_uses
+from migwatch.sqlschema.model import DATA_USE, Action, Change, Kind, Obj, Unparsable, attribute_uses
 
 # Types that are PostgreSQL's own, as the grammar leaves them when a migration names them unqualified;
 # any other type name in a column definition is taken as an enum (Prisma creates no other types).
@@ -66,10 +66,6 @@ _COLUMN_ACTIONS = {
     AlterTableType.AT_SetNotNull: Action.SET_NOT_NULL,
     AlterTableType.AT_DropNotNull: Action.DROP_NOT_NULL,
 }
-
-
-class Unparsable(Exception):
-    """The file is not SQL PostgreSQL's grammar accepts."""
 
 
 def _sql(node: Any) -> str:

@@ -15,8 +15,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from migwatch.sqlschema.model import DATA_USE, Action, Change, Kind, Obj, attribute_uses
-from migwatch.sqlschema.postgres import Unparsable
+from migwatch.sqlschema.model import DATA_USE, Action, Change, Kind, Obj, Unparsable, attribute_uses
 
 DIALECT = "sqlite"
 
