@@ -189,3 +189,36 @@ def test_init_and_status_check_every_worktree_against_the_right_database(
     assert [f for f in document["findings"] if f["severity"] != "info"] == []  # type: ignore[index]
     CHECKED[layout.name] = (sum(1 for w in worktrees.values() if w["state"] == "ok"), len(worktrees))
     print(f"\ncorpus: {layout.name}: {CHECKED[layout.name][0]}/{CHECKED[layout.name][1]} worktrees checked")
+
+
+def test_conflict_markers_in_any_file_of_a_schema_folder(
+    tmp_path: Path,
+    pg_database: PgDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # rallly keeps its models in prisma/models/*.prisma; Prisma reads every .prisma file of the folder.
+    layout = next(layout for layout in LAYOUTS_UNDER_TEST if layout.name == "rallly")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    repo, feature, env = build(layout, tmp_path)
+    for key in ("HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM"):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+    for tree in (repo, feature):
+        (tree / layout.env_file).write_text(f"DATABASE_URL={pg_database.url}\n")
+    with closing(pg_database.connect()) as conn:
+        create_history_table(conn, "postgresql")
+        apply_like_prisma(conn, repo / layout.migrations / MIGRATION, provider="postgresql")
+    models = feature / "packages" / "database" / "prisma" / "models" / "poll.prisma"
+    models.write_text(
+        models.read_text() + "<<<<<<< HEAD\nmodel A {\n  id Int @id\n}\n=======\n>>>>>>> other\n"
+    )
+    config = tmp_path / "config.yaml"
+    assert main(["--config", str(config), "init", str(repo)], out=io.StringIO()) == 0
+    capsys.readouterr()
+    out = io.StringIO()
+    assert main(["--config", str(config), "status", "--json"], out=out) == 1
+    document = json.loads(out.getvalue())
+    markers = [f["details"] for f in document["findings"] if f["code"] == "conflict_markers"]
+    first = models.read_text().splitlines().index("<<<<<<< HEAD") + 1
+    assert markers == [{"file": str(models), "lines": [first, first + 5]}]

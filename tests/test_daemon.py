@@ -26,9 +26,10 @@ import pytest
 
 from migwatch.alerts import Alert
 from migwatch.config import ConfigError, load_config
-from migwatch.daemon import Daemon
+from migwatch.daemon import Daemon as InProcessDaemon
 from migwatch.process import LockError, StateLock
 from migwatch.sdnotify import SystemdNotifier
+from tests.support.daemonrun import Daemon
 from tests.support.gitrepo import SEED_BEHAVIORAL, PrismaRepo, seed_migrations
 from tests.support.notifyserver import Notification, NotificationServer
 from tests.support.pg import PgDatabase, PgServer
@@ -42,69 +43,15 @@ WAIT = 15.0
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-class DaemonProcess:
-    """`python -m migwatch -v --config CFG run` with its stderr (every log line, with -v) read by a thread."""
+class DaemonProcess(Daemon):
+    """`python -m migwatch -v --config CFG run ARGS…` with its stderr (every log line, with -v) read by a
+    thread (tests/support/daemonrun.py)."""
 
     def __init__(self, config: Path, env: dict[str, str], *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "migwatch", "-v", "--config", str(config), "run", *args],
-            env=env,
-            cwd=config.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, name="daemon-stderr", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_line(self, pattern: str, *, after: int = 0, timeout: float = WAIT) -> int:
-        """Index of the first stderr line at or after `after` that matches `pattern` (a regex)."""
-        regex = re.compile(pattern)
-        found: list[int] = []
-
-        def seen() -> bool:
-            found[:] = [i for i in range(after, len(self.lines)) if regex.search(self.lines[i])][:1]
-            return bool(found) or self.proc.poll() is not None
-
-        with self._cond:
-            self._cond.wait_for(seen, timeout)
-        if not found:
-            tail = "\n".join(self.lines[-30:])
-            raise AssertionError(f"no line matching {pattern!r} within {timeout} s; last lines:\n{tail}")
-        return found[0]
+        super().__init__(config, env, args=args)
 
     def count(self, pattern: str) -> int:
-        with self._cond:
-            return sum(1 for line in self.lines if re.search(pattern, line))
-
-    def terminate(self) -> tuple[int, float]:
-        """SIGTERM; returns (exit code, seconds until it exited)."""
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=10)
-        elapsed = time.monotonic() - started
-        self._reader.join(5)
-        return code, elapsed
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(5)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        return len(self.matching(pattern))
 
 
 class Story:
@@ -145,12 +92,18 @@ class Story:
         return process
 
     def apply_behavioral_from_epic5(self) -> Path:
-        """epic-5 writes 20251016231054_add_story_5_1_behavioral_pattern_models and applies it."""
-        folder = self.repo.write_migration(
-            self.repo.epic5, SEED_BEHAVIORAL, seed_migrations("postgresql")[SEED_BEHAVIORAL]
+        """epic-5 writes 20251016231054_add_story_5_1_behavioral_pattern_models and applies it. The folder
+        is renamed into place right after the row is committed, so no check sees the folder without its
+        row (a real `migrate dev` has that instant; here it would make the notifications timing-bound)."""
+        staging = self.tmp_path / "staging" / SEED_BEHAVIORAL
+        staging.mkdir(parents=True)
+        (staging / "migration.sql").write_text(
+            seed_migrations("postgresql")[SEED_BEHAVIORAL], encoding="utf-8"
         )
         with self.database.connect() as conn:
-            apply_like_prisma(conn, folder, provider="postgresql")
+            apply_like_prisma(conn, staging, provider="postgresql")
+            folder = self.repo.migrations_path(self.repo.epic5) / SEED_BEHAVIORAL
+            staging.rename(folder)
         return folder
 
     def log_lines(self) -> list[str]:
@@ -531,7 +484,7 @@ def test_the_daemon_class_in_process_alerts_reloads_and_stops_without_leaks(
     repo, config_file = sqlite_project(tmp_path)
     recorder = RecordingNotifier()
     ready = threading.Event()
-    daemon = Daemon(
+    daemon = InProcessDaemon(
         load_config(config_file, os.environ),
         state_dir=tmp_path / "state",
         notifiers=[recorder],
@@ -586,7 +539,7 @@ def test_alerts_wait_while_prisma_holds_its_advisory_lock(
 ) -> None:
     seeded = Story(tmp_path, pg_database, desktop=False)
     recorder = RecordingNotifier()
-    daemon = Daemon(
+    daemon = InProcessDaemon(
         load_config(seeded.config, os.environ),
         state_dir=seeded.state_dir,
         notifiers=[recorder],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from migwatch import indexstore
 from migwatch.git import list_worktrees
 from migwatch.gitindex import GitIndexCache, build_index, read_blobs, removal_reached
 from migwatch.migindex import MigrationIndex, parse_log, parse_refs, parse_tree
@@ -274,3 +275,20 @@ def test_a_rename_that_adds_statements_is_no_successor(history: PrismaRepo) -> N
     found = _locate(history, old, FIXED)
     assert (found.kind, found.successors) == ("removed_here", ())
     assert found.removal is not None and [n for n, _ in found.removal.added_with] == [later]
+
+
+def test_the_index_is_kept_on_disk_for_the_next_process(history: PrismaRepo, tmp_path: Path) -> None:
+    """A status run reads the index from disk when the refs are where they were (each run is a process)."""
+    worktrees = list_worktrees(history.main, env=history.env)
+    built = GitIndexCache().index(history.main, [DIR], worktrees, env=history.env)
+    path = indexstore.store_path(tmp_path / "store", history.main, [DIR])
+    indexstore.save(path, built)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert indexstore.load(path, built.key) == built
+    assert indexstore.load(path, "another refs state") is None
+    path.write_text("{not json", encoding="utf-8")
+    assert indexstore.load(path, built.key) is None
+    cache = GitIndexCache(store=lambda: tmp_path / "store")
+    indexstore.save(path, built)
+    assert cache.index(history.main, [DIR], worktrees, env=history.env) == built
+    assert cache.builds == 0  # read from disk: git was not asked

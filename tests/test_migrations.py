@@ -419,10 +419,16 @@ def test_identical_content_in_two_worktrees_is_hashed_once(tmp_path: Path) -> No
     assert len(cache._by_raw) == 2
     first_stat, second_stat = (os.stat(p / "migration.sql") for p in (first, second))
     facts_a = cache._by_stat[
-        (first_stat.st_dev, first_stat.st_ino, first_stat.st_size, first_stat.st_mtime_ns)
+        (first_stat.st_dev, first_stat.st_ino, first_stat.st_size, first_stat.st_mtime_ns, first_stat.st_mode)
     ]
     facts_b = cache._by_stat[
-        (second_stat.st_dev, second_stat.st_ino, second_stat.st_size, second_stat.st_mtime_ns)
+        (
+            second_stat.st_dev,
+            second_stat.st_ino,
+            second_stat.st_size,
+            second_stat.st_mtime_ns,
+            second_stat.st_mode,
+        )
     ]
     assert facts_a is facts_b
     assert other.exists()

@@ -14,10 +14,12 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from migwatch import indexstore
 from migwatch.git import GitError, run_git, run_git_bytes
 from migwatch.migindex import (
     LOG_FORMAT,
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 REF_STORAGE = ("packed-refs", "refs", "reftable", "shallow", "HEAD")
 CACHE_SIZE = 16
+# Indexes that took longer than this to read from git are kept on disk for the next process.
+STORE_AFTER_SECONDS = 0.05
 
 
 def _stat_line(path: Path) -> str:
@@ -215,7 +219,9 @@ def build_index(
 class GitIndexCache:
     """Indexes per (repository, migrations folders), rebuilt only when the refs or HEADs change."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Callable[[], Path] | None = None) -> None:
+        """`store`: the folder (computed on first use) where slow-to-build indexes are kept between processes."""
+        self._store = store
         self._lock = threading.Lock()
         self._indexes: dict[tuple[Path, tuple[str, ...]], MigrationIndex] = {}
         self._common_dirs: dict[Path, Path] = {}
@@ -245,18 +251,26 @@ class GitIndexCache:
             cached = self._indexes.get((repo, dirs))
             if cached is not None and cached.key == key:
                 return cached
+            path = indexstore.store_path(self._store(), repo, dirs) if self._store else None
+            stored = indexstore.load(path, key) if path else None
+            if stored is not None:
+                self._indexes[(repo, dirs)] = stored
+                return stored
             self.builds += 1
+            started = time.perf_counter()
             index = build_index(repo, common, dirs, worktrees, env, key)
             if index.problem is not None:
                 index = replace(index, key="")  # a failed build is retried at the next check
+            elif path is not None and time.perf_counter() - started >= STORE_AFTER_SECONDS:
+                indexstore.save(path, index)
             if len(self._indexes) >= CACHE_SIZE:
                 self._indexes.pop(next(iter(self._indexes)))
             self._indexes[(repo, dirs)] = index
             return index
 
 
-# The process's cache: the daemon's re-checks and a `status` run share it.
-SHARED_CACHE = GitIndexCache()
+# The process's cache: the daemon's re-checks share it; `status` runs share its files.
+SHARED_CACHE = GitIndexCache(store=indexstore.default_folder)
 
 
 def read_blobs(repo: Path, shas: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, str]:

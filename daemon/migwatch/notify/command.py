@@ -33,6 +33,7 @@ class CommandNotifier:
     """Runs `argv` once per alert; a timeout kills it (and its children), a non-zero exit is an error."""
 
     name = "command"
+    bounded = True  # send() returns or raises within its own timeout
 
     def __init__(self, argv: Sequence[str], timeout: float = DEFAULT_COMMAND_TIMEOUT) -> None:
         if not argv:

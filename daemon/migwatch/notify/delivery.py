@@ -178,6 +178,14 @@ class Lane:
         return error
 
     def _send(self, alert: Alert) -> str | None:
+        if getattr(self.notifier, "bounded", False):
+            # It enforces its own timeout (a killed command, a bus call with a deadline): no extra thread
+            # per notification, which over weeks would only churn the allocator.
+            try:
+                self.notifier.send(alert)
+            except Exception as exc:
+                return one_line(exc)
+            return None
         if self._hung is not None and not self._hung.done.is_set():
             return "still busy with an earlier alert that timed out"
         self._hung = None
@@ -246,7 +254,7 @@ class Outbox:
             lane.stop(0)
         # A send in flight gets most of the budget to finish: killing a command that already delivered
         # would make the alert owed, and sent again after the restart.
-        grace = deadline - min(0.5, timeout / 3)
+        grace = min(deadline - timeout / 3, time.monotonic() + 0.5)
         for lane in self.lanes:
             lane.quiet.wait(max(0.0, grace - time.monotonic()))
         calls = [(n, _Call(n.name, n.close)) for n in self.notifiers]

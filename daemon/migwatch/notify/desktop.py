@@ -37,6 +37,7 @@ class DesktopNotifierThread:
     """Desktop notifications (D-Bus on Linux, Notification Center on macOS) from any thread."""
 
     name = "desktop"
+    bounded = True  # send() returns or raises within its own timeout
 
     def __init__(self, app_name: str = "migwatch", timeout: float = DEFAULT_DESKTOP_TIMEOUT) -> None:
         self.timeout = timeout

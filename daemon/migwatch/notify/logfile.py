@@ -37,6 +37,7 @@ class LogNotifier:
     """Writes every alert to the log (the rotating log file once logging is configured)."""
 
     name = "log"
+    bounded = True  # send() returns or raises within its own timeout
     groups_alerts = False  # the log keeps one line per finding, also in a burst
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
