@@ -249,8 +249,11 @@ def test_hostile_names_in_status_log_and_desktop_notifications(
     assert visible(HOSTILE_FOLDER) in text and visible(HOSTILE_BRANCH) in text
     # Every `$ ` line exactly as a person would copy it from the terminal, pasted into bash: each program
     # gets the argv the fix meant, and no payload runs.
+    # Rendered from the same report as `commands`: an out_of_order rename target is named from the clock,
+    # so a second check a second later may print another name.
     sandbox = Sandbox(tmp_path / "sandbox")
-    pasted = [line.lstrip()[2:] for line in lines if line.lstrip().startswith("$ ")]
+    same_check = render_text(report).splitlines()
+    pasted = [line.lstrip()[2:] for line in same_check if line.lstrip().startswith("$ ")]
     for line, command in zip(pasted, commands, strict=True):
         for argv in (command.argv, *command.then):
             sandbox.provide(argv[0])

@@ -211,3 +211,22 @@ def test_redefined_sqlite_table_clashes_with_a_column_added_elsewhere() -> None:
     [clash] = clashes(_m(Change(BIO, Action.CREATE, "bio text")), redefined)
     assert describe(clash, "a", "b") == "a adds User.bio and b redefines table User"
     assert clashes(_m(Change(BIO, Action.USE)), redefined) == []
+
+
+def test_a_column_replaced_by_renames_clashes_with_a_foreign_key_to_it() -> None:
+    # documenso's branch "what if user ids were strings": id renamed away, another column renamed to id.
+    replaced = parse_migration(
+        'ALTER TABLE "User" RENAME COLUMN "id" TO "id_old";\n'
+        'ALTER TABLE "User" RENAME COLUMN "secondaryId" TO "id";\n'
+        'ALTER TABLE "User" DROP COLUMN "id_old";\n',
+        "postgresql",
+    )
+    referencing = parse_migration(
+        'CREATE TABLE "Note" ("id" SERIAL NOT NULL, "userId" INTEGER NOT NULL, CONSTRAINT "Note_pkey" PRIMARY KEY ("id"));\n'
+        'ALTER TABLE "Note" ADD CONSTRAINT "Note_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id");\n',
+        "postgresql",
+    )
+    assert replaced is not None and referencing is not None
+    assert [describe(c, "a", "b") for c in clashes(referencing, replaced)] == [
+        "a adds constraint Note_userId_fkey on Note, which uses User.id and b redefines User.id"
+    ]

@@ -156,8 +156,12 @@ class NotificationServer:
         dunst_config.write_text(DUNST_CONFIG, encoding="utf-8")
         # -print writes every notification with its urgency, which `dunstctl history` of dunst 1.9 lacks;
         # stdbuf makes that output line-buffered so it is on disk when the Notify call returns.
-        print_log = self.print_log.open("ab")
+        # A (re)started dunst numbers its notifications from 1 again and has an empty history: forget
+        # what the previous one printed and which of its ids were cleared, or every new notification
+        # would be taken for an old one.
+        print_log = self.print_log.open("wb")
         self._log_files.append(print_log)
+        self._cleared_through = 0
         self._dunst = dunst = self._spawn(
             ["stdbuf", "-oL", "dunst", "-config", str(dunst_config), "-print"],
             "dunst",

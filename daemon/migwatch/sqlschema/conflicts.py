@@ -41,6 +41,8 @@ def _same_object(a: Change, b: Change) -> bool:
         use, other = (a, b) if a.action is Action.USE else (b, a)
         if other.action in _GONE:
             return True
+        if other.action is Action.REDEFINE and other.obj.kind is not Kind.TABLE:
+            return True  # a column or enum replaced whole: what uses it was built on the old one
         # Rows written by a data migration must fit the column's type (an enum rewrite changes it too).
         return use.via == DATA_USE and other.action is Action.ALTER_TYPE
     if a.action is b.action and a.action in (Action.CREATE, Action.DROP):
