@@ -206,3 +206,15 @@ def test_seen_passwords_are_scrubbed_by_value_anywhere() -> None:
     assert scrub("driver said: password Sc/rub-me or Sc%2Frub-me was wrong") == (
         "driver said: password *** or *** was wrong"
     )
+
+
+def test_a_password_that_is_a_common_word_masks_only_itself() -> None:
+    # rallly's .env.example uses the password `postgres`: scrubbing it must not mangle `postgresql://`.
+    from migwatch.scrub import remember_secret, scrub
+
+    remember_secret("postgres")
+    assert (
+        scrub("postgresql://postgres:postgres@localhost:5432/db") == "postgresql://***:***@localhost:5432/db"
+    )
+    assert scrub("read through DATABASE_URL of postgresql") == "read through DATABASE_URL of postgresql"
+    assert scrub("password postgres was refused") == "password *** was refused"

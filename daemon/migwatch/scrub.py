@@ -39,7 +39,11 @@ def remember_secret(secret: str | None) -> None:
         _secrets.update(fresh)
         # Longest first, so that a secret containing another is removed whole.
         alternatives = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in alternatives))
+        # Only where the secret stands alone: a password such as `postgres` must not turn every
+        # `postgresql://` into `***ql://`. A password glued to letters or digits is not that password.
+        _pattern = re.compile(
+            "(?<![A-Za-z0-9])(?:" + "|".join(re.escape(s) for s in alternatives) + ")(?![A-Za-z0-9])"
+        )
 
 
 def scrub(text: str) -> str:
