@@ -15,8 +15,8 @@ import pytest
 
 from migwatch.config import ConfigError, load_config, parse_duration
 from migwatch.configfile import MAX_CONFIG_BYTES, MAX_DEPTH, MAX_EXPANDED_VALUES, MAX_NUMBER_LENGTH
+from tests.support.daemonrun import Daemon
 from tests.support.gitrepo import PrismaRepo
-from tests.test_daemon import DaemonProcess
 
 GOOD = "projects: [{repo: /r}]\n"
 
@@ -215,7 +215,7 @@ def test_sighup_reload_survives_every_hostile_config(tmp_path: Path, git_env: di
     config = tmp_path / "config.yaml"
     good = f"projects:\n  - repo: {repo.main}\nnotifiers: {{desktop: {{enabled: false}}}}\n"
     config.write_text(good, encoding="utf-8")
-    daemon = DaemonProcess(config, dict(git_env, MIGWATCH_STATE_DIR=str(tmp_path / "state")))
+    daemon = Daemon(config, dict(git_env, MIGWATCH_STATE_DIR=str(tmp_path / "state")))
     try:
         daemon.wait_line(r"migwatch: ready ")
         for name in sorted(HOSTILE_CONFIGS):
@@ -245,7 +245,7 @@ def test_sighup_reload_survives_every_hostile_config(tmp_path: Path, git_env: di
         mark = len(daemon.lines)
         daemon.proc.send_signal(signal.SIGHUP)
         daemon.wait_line(r"migwatch: reload config=", after=mark)
-        code, elapsed = daemon.terminate()
-        assert (code, elapsed < 2.0) == (0, True)
+        code, _ = daemon.terminate()  # its stop time is test_daemon's business (2 s, measured unloaded)
+        assert code == 0
     finally:
         daemon.close()
