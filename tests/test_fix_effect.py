@@ -475,3 +475,25 @@ def test_not_managed_with_the_schema_already_there_baselines_every_migration(pro
         f"npx prisma migrate resolve --applied={BILLING}"
     ]
     assert unmanaged.message.endswith("but already has tables (Billing, User…)")
+
+
+def test_an_applied_migration_edited_upstream_after_the_fork_merges_that_branch(project: Project) -> None:
+    """umami: master edited 16_boards after feature branches forked, and master's text was applied.
+    The branch's copy is the older text of the same migration — not a name collision: merging master
+    brings the applied text (a rename would conflict with master's edit)."""
+    main = project.main
+    project.commit(main, "init", INIT)
+    old = project.worktree("shop-old", "feature/old")
+    edited = SQL[INIT].replace(
+        '("id" INTEGER NOT NULL PRIMARY KEY)', '("id" INTEGER NOT NULL PRIMARY KEY, "n" TEXT)'
+    )
+    project.write(main, INIT, edited)
+    project.repo.commit(main, "Board setup: edit init")
+    project.apply(main, INIT)
+    before = project.findings()
+    mismatch = one([f for f in before if f.worktree == str(old)], "checksum_mismatch", INIT)
+    assert "name collision" not in mismatch.message
+    assert "main edited it after this branch forked" in mismatch.message
+    assert executable_lines(mismatch.fix) == [f"git -C {old} merge main"]
+    apply_fix(project.situation(), mismatch, before)
+    assert_prisma_clean(project.situation(), [main, old])

@@ -125,6 +125,12 @@ def file_revisions(
     return out.split()
 
 
+def merge_base(worktree: Path, rev: str, other: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The best common ancestor of two revisions, or None (unrelated histories, unknown revision)."""
+    out = run_git(worktree, "merge-base", rev, other, env=env, check=False).strip()
+    return out or None
+
+
 def blob_at(worktree: Path, rev: str, relpath: str, env: Mapping[str, str] | None = None) -> bytes | None:
     """The file's bytes at a revision, or None."""
     try:

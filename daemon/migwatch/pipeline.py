@@ -200,7 +200,12 @@ def gather_evidence(
     for path, name, stored in request.restores:
         snapshot = by_path[path]
         rel = _rel(snapshot.setup.migrations_dir, path)
-        restores[(path, name)] = _restore(path, f"{rel}/{name}/migration.sql", stored, env)
+        branches = [
+            project.base_branch,
+            *(s.worktree.branch for s in project.worktrees if s.worktree.path != path),
+        ]
+        candidates = [b for b in dict.fromkeys(branches) if b and b != snapshot.worktree.branch]
+        restores[(path, name)] = _restore(path, f"{rel}/{name}/migration.sql", stored, env, candidates)
     tracked: dict[tuple[Path, str], bool] = {}
     empty: set[Path] = set()
     for path, name in request.tracked_sql:
@@ -246,7 +251,9 @@ def _text(file: Path) -> str | None:
         return None
 
 
-def _restore(worktree: Path, rel: str, stored: str, env: Mapping[str, str]) -> diagnose.Restore:
+def _restore(
+    worktree: Path, rel: str, stored: str, env: Mapping[str, str], candidates: Sequence[str] = ()
+) -> diagnose.Restore:
     try:
         changed_by = gitio.last_change(worktree, rel, env=env)
         for rev in ["HEAD", *gitio.file_revisions(worktree, rel, env=env)]:
@@ -258,10 +265,32 @@ def _restore(worktree: Path, rel: str, stored: str, env: Mapping[str, str]) -> d
                 return diagnose.Restore(
                     rev=rev, changed_by=changed_by, applied_sql=applied, current_sql=_text(worktree / rel)
                 )
+        upstream = None
+        if changed_by is None or not changed_by.startswith("an uncommitted"):
+            upstream = _edited_upstream(worktree, rel, stored, env, candidates)
     except gitio.GitError as exc:
         log.debug("no git history for %s in %s: %s", rel, worktree, exc)
         return diagnose.Restore()
-    return diagnose.Restore(changed_by=changed_by)
+    return diagnose.Restore(changed_by=changed_by, upstream_branch=upstream)
+
+
+def _edited_upstream(
+    worktree: Path, rel: str, stored: str, env: Mapping[str, str], candidates: Sequence[str]
+) -> str | None:
+    """The first candidate branch whose tip has the applied text while this HEAD still has the text of
+    their merge base: the file was edited on that branch after the fork, so merging it brings the
+    applied text without a conflict in this file."""
+    here = gitio.blob_at(worktree, "HEAD", rel, env=env)
+    if here is None:
+        return None
+    for branch in candidates:
+        tip = gitio.blob_at(worktree, branch, rel, env=env)
+        if tip is None or not checksum_matches(stored, checksum_variants(tip)):
+            continue
+        base = gitio.merge_base(worktree, "HEAD", branch, env=env)
+        if base is not None and gitio.blob_at(worktree, base, rel, env=env) == here:
+            return branch
+    return None
 
 
 def diagnose_project(

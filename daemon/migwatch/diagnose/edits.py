@@ -4,6 +4,7 @@
 - the first counted row is a rolled-back attempt (Prisma ≤ 7.8 still compares its checksum) → drop
   the rolled-back rows;
 - only comments or whitespace changed → said to be cosmetic, restore the applied text;
+- a branch edited it after this branch forked and its text is applied → merge that branch;
 - another worktree's different migration of the same name is the applied one → a name collision:
   rename this branch's migration and take theirs, never copy one over the other;
 - else restore the applied text from git (or from a worktree whose copy matches).
@@ -121,6 +122,16 @@ def _edited(
     if first is not None and first.rolled_back:
         steps, note, why = _rolled_back_first(verdict, name, first)
         copies += note
+    elif restore.upstream_branch is not None:
+        # umami's 16_boards: master edited it after this branch forked, and master's text is applied.
+        branch = restore.upstream_branch
+        steps = (git(path, "merge", branch),)
+        changed = ""
+        copies = (
+            f"; {branch} edited it after this branch forked and that text is the applied one (this branch "
+            "never changed the file)"
+        )
+        why = f"merging {branch} brings the applied text; never edit an applied migration — write a new one"
     elif restore.rev is None and matching:
         theirs = matching[0]
         rows = verdict.history.rows if verdict.history else ()

@@ -22,6 +22,9 @@ class Restore:
     changed_by: str | None = None  # "an uncommitted change in this worktree" / "<sha> <subject> (…)"
     applied_sql: str | None = None  # the text at `rev` (what the database ran)
     current_sql: str | None = None  # the worktree's text now
+    # A branch whose tip has the applied text although this branch never changed the file since they
+    # forked: the edit is theirs, made after the fork, and merging that branch brings the applied text.
+    upstream_branch: str | None = None
 
 
 @dataclass(frozen=True)
