@@ -1,8 +1,8 @@
 """`migwatch service install|uninstall|status`: a systemd user unit (Linux) or a launchd LaunchAgent (macOS).
 
-The unit and plist are the package's `templates/` files filled with `string.Template`; every value is
-escaped for the place it lands in (systemd command-line quoting, XML text). Commands go through an
-injected `run` callable so that a test can record the ones it cannot run (launchctl on Linux).
+What the file says is `serviceunit.py`; this module writes it and drives `systemctl --user` or
+`launchctl`. Commands go through an injected `run` callable so that a test can record the ones it
+cannot run (launchctl on Linux).
 """
 
 from __future__ import annotations
@@ -13,30 +13,59 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import TextIO
-from xml.sax.saxutils import escape as xml_escape
 
 from migwatch.display import COMMAND_LIMIT, visible
-from migwatch.errors import UserError
+from migwatch.serviceunit import (
+    LABEL,
+    LAUNCHD_STDERR,
+    LAUNCHD_STDOUT,
+    UNIT_NAME,
+    ServiceContext,
+    ServiceError,
+    default_argv0,
+    default_context,
+    exec_argv,
+    make_folder,
+    read_service_file,
+    remove_service_file,
+    render_plist,
+    render_unit,
+    service_path_env,
+    unit_path,
+    write_service_file,
+)
+
+# Re-exported: the old import paths (`migwatch.service.ServiceError`, `service.render_unit`, ...) keep working.
+__all__ = [
+    "LABEL",
+    "LAUNCHD_STDERR",
+    "LAUNCHD_STDOUT",
+    "LOG_TAIL_LINES",
+    "UNIT_NAME",
+    "Runner",
+    "ServiceContext",
+    "ServiceError",
+    "default_argv0",
+    "default_context",
+    "exec_argv",
+    "install",
+    "render_plist",
+    "render_unit",
+    "service_path_env",
+    "status",
+    "subprocess_run",
+    "uninstall",
+    "unit_path",
+]
 
 logger = logging.getLogger(__name__)
 
-LABEL = "dev.migwatch.agent"
-UNIT_NAME = "migwatch.service"
 LOG_TAIL_LINES = 10
-# launchd does not create missing folders for StandardOutPath/StandardErrorPath; these names are in the plist.
-LAUNCHD_STDOUT = "launchd.stdout.log"
-LAUNCHD_STDERR = "launchd.stderr.log"
 
 _COMMAND_TIMEOUT_S = 60.0
-# Tried in this order after the folder of the `git` the installing shell finds.
-_DEFAULT_PATH_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
 # What `systemctl --user` prints when there is no user manager to talk to.
 _NO_BUS_MARKERS = (
     "Failed to connect to bus",
@@ -48,30 +77,8 @@ _NO_BUS_MARKERS = (
 # "Could not find specified service" (exit 113).
 _NOT_LOADED_EXIT_CODES = (3, 113)
 _NOT_LOADED_MARKERS = ("No such process", "Could not find specified service")
-# systemd refuses an executable path with these ("Executable name contains special characters").
-_SYSTEMD_UNSAFE_EXECUTABLE = ('"', "'", "\\")
-_SYSTEMD_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
-
-
-class ServiceError(UserError):
-    """A service operation failed; the message is one line for the user (exit 2)."""
-
-    prefix = "migwatch: "
-
-
-@dataclass(frozen=True)
-class ServiceContext:
-    """Everything about the machine that service install/uninstall/status depends on."""
-
-    platform: str  # "linux" | "darwin"
-    home: Path
-    config_path: Path  # absolute
-    log_dir: Path
-    argv0: list[str]  # [abs path of the `migwatch` script] or [sys.executable, "-m", "migwatch"]
-    uid: int
-    env: Mapping[str, str]
 
 
 def subprocess_run(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -89,108 +96,13 @@ def subprocess_run(argv: list[str], env: Mapping[str, str] | None = None) -> sub
     )
 
 
-def default_argv0(executable: str = sys.executable) -> list[str]:
-    """How to start this very installation of migwatch: its console script, else `python -m migwatch`."""
-    if not executable:
-        raise ServiceError("cannot tell which Python runs migwatch (sys.executable is empty)")
-    # Not resolved: a venv's bin/python is a symlink, and resolving it would leave the venv.
-    python = os.path.abspath(executable)
-    script = os.path.join(os.path.dirname(python), "migwatch")
-    if os.path.isfile(script) and os.access(script, os.X_OK):
-        return [script]
-    return [python, "-m", "migwatch"]
-
-
-def default_context(config_path: Path, log_dir: Path) -> ServiceContext:
-    """The context of the running process: this platform, home, uid, environment and installation."""
-    if sys.platform.startswith("linux"):
-        platform = "linux"
-    elif sys.platform == "darwin":
-        platform = "darwin"
-    else:
-        raise ServiceError(
-            f"migwatch service supports Linux (systemd) and macOS (launchd), not {sys.platform}; "
-            "start 'migwatch run' with your own service manager"
-        )
-    return ServiceContext(
-        platform=platform,
-        home=Path.home(),
-        config_path=Path(os.path.abspath(config_path.expanduser())),
-        log_dir=Path(os.path.abspath(log_dir.expanduser())),
-        argv0=default_argv0(),
-        uid=os.getuid(),
-        env=dict(os.environ),
-    )
-
-
-def exec_argv(ctx: ServiceContext) -> list[str]:
-    """The exact argv the service starts: migwatch with this config, `run`."""
-    return [*ctx.argv0, "--config", str(ctx.config_path), "run"]
-
-
-def unit_path(ctx: ServiceContext) -> Path:
-    """Where the unit (Linux, honouring XDG_CONFIG_HOME) or the LaunchAgent plist (macOS) is installed."""
-    if ctx.platform == "darwin":
-        return ctx.home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
-    config_home = ctx.env.get("XDG_CONFIG_HOME", "")
-    # The XDG spec says a relative value is invalid and must be ignored.
-    base = Path(config_home) if os.path.isabs(config_home) else ctx.home / ".config"
-    return base / "systemd" / "user" / UNIT_NAME
-
-
-def service_path_env(ctx: ServiceContext) -> str:
-    """PATH for the service: the folder of the `git` the installing environment finds, then the usual ones."""
-    folders: list[str] = []
-    git = shutil.which("git", path=ctx.env.get("PATH", os.defpath))
-    if git is not None and os.path.isabs(git):
-        folders.append(os.path.dirname(git))
-    folders.extend(_DEFAULT_PATH_DIRS)
-    return ":".join(dict.fromkeys(folders))
-
-
-def render_unit(ctx: ServiceContext) -> str:
-    """The systemd user unit text for this context."""
-    argv = exec_argv(ctx)
-    _check_values(ctx, argv)
-    executable = argv[0]
-    if any(char in executable for char in _SYSTEMD_UNSAFE_EXECUTABLE):
-        raise ServiceError(
-            f"systemd cannot start an executable whose path has quotes or backslashes: {executable}; "
-            "install migwatch in another folder"
-        )
-    # systemd expands `$VAR` in arguments but not in the executable path, so only arguments double `$`.
-    exec_start = " ".join(
-        [_systemd_word(executable, in_argument=False), *(_systemd_word(arg) for arg in argv[1:])]
-    )
-    return _template("migwatch.service").substitute(
-        exec_start=exec_start,
-        config_path=str(ctx.config_path),
-        log_dir=str(ctx.log_dir),
-        label=LABEL,
-        path_env=_systemd_quoted_body(service_path_env(ctx), in_argument=False),
-    )
-
-
-def render_plist(ctx: ServiceContext) -> str:
-    """The launchd LaunchAgent plist text for this context."""
-    argv = exec_argv(ctx)
-    _check_values(ctx, argv)
-    return _template(f"{LABEL}.plist").substitute(
-        exec_start="\n".join(f"\t\t<string>{xml_escape(arg)}</string>" for arg in argv),
-        config_path=xml_escape(str(ctx.config_path)),
-        log_dir=xml_escape(str(ctx.log_dir)),
-        label=xml_escape(LABEL),
-        path_env=xml_escape(service_path_env(ctx)),
-    )
-
-
 def install(ctx: ServiceContext, *, dry_run: bool, run: Runner = subprocess_run, out: TextIO) -> int:
     """Write the unit/plist and start the service; with `dry_run`, print the file and commands only."""
     if not ctx.config_path.is_file():
         raise ServiceError(f"config file {ctx.config_path} does not exist; run 'migwatch init' first")
     path = unit_path(ctx)
     text = render_plist(ctx) if ctx.platform == "darwin" else render_unit(ctx)
-    previous = _read_text(path)
+    previous = read_service_file(path)
     commands = _install_commands(ctx, path, changed=previous is not None and previous != text)
     absence = _user_manager_absence(ctx) if ctx.platform == "linux" else None
 
@@ -202,11 +114,11 @@ def install(ctx: ServiceContext, *, dry_run: bool, run: Runner = subprocess_run,
             out.write(f"note: no systemd user manager here ({absence}); a real install stops after writing\n")
         return 0
 
-    _write_atomically(path, text)
+    write_service_file(path, text)
     out.write(f"wrote {path}\n")
     if ctx.platform == "darwin":
         # launchd does not create the folder of StandardOutPath; without it the agent cannot start.
-        _mkdir(ctx.log_dir)
+        make_folder(ctx.log_dir)
     if absence is not None:
         raise _no_user_manager(ctx, path, absence)
 
@@ -321,7 +233,7 @@ def _uninstall_linux(ctx: ServiceContext, path: Path, *, dry_run: bool, run: Run
             if dry_run:
                 out.write(f"would remove {target}\n")
             else:
-                _remove(target)
+                remove_service_file(target)
                 out.write(f"removed {target}\n")
         return
     disable = _systemctl("disable", "--now", UNIT_NAME)
@@ -330,7 +242,7 @@ def _uninstall_linux(ctx: ServiceContext, path: Path, *, dry_run: bool, run: Run
         out.write(f"would run: {shlex.join(disable)}\nwould remove {path}\nwould run: {shlex.join(reload)}\n")
         return
     _run_checked(ctx, run, disable, path, out)
-    _remove(path)
+    remove_service_file(path)
     out.write(f"removed {path}\n")
     _run_checked(ctx, run, reload, path, out)
 
@@ -371,7 +283,7 @@ def _uninstall_darwin(ctx: ServiceContext, path: Path, *, dry_run: bool, run: Ru
     result = _call(run, bootout)
     if result.returncode != 0 and not _not_loaded(result):
         raise _command_failed(ctx, bootout, result, path)
-    _remove(path)
+    remove_service_file(path)
     out.write(f"removed {path}\n")
 
 
@@ -412,40 +324,6 @@ def _install_commands(ctx: ServiceContext, path: Path, *, changed: bool) -> list
         # `enable --now` leaves an already running service on the old unit.
         commands.append(_systemctl("restart", UNIT_NAME))
     return commands
-
-
-def _check_values(ctx: ServiceContext, argv: list[str]) -> None:
-    """Refuse values that no unit or plist can carry: control characters, undecodable file names."""
-    for value in [*argv, str(ctx.log_dir)]:
-        if any(ord(char) < 32 or ord(char) == 127 for char in value):
-            raise ServiceError(f"cannot write a service file for a path with control characters: {value!r}")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ServiceError(
-                f"cannot write a service file for a path that is not UTF-8: {value!r}"
-            ) from None
-    if not ctx.argv0 or not os.path.isabs(ctx.argv0[0]):
-        raise ServiceError(f"the service needs an absolute path to start migwatch, not {ctx.argv0!r}")
-
-
-def _systemd_quoted_body(value: str, *, in_argument: bool) -> str:
-    """`value` escaped for the inside of a double-quoted systemd word (`%` specifiers, C escapes)."""
-    body = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return body.replace("$", "$$") if in_argument else body
-
-
-def _systemd_word(value: str, *, in_argument: bool = True) -> str:
-    """One word of a systemd command line, quoted only when it needs to be."""
-    if _SYSTEMD_PLAIN_WORD.fullmatch(value):
-        return value
-    return f'"{_systemd_quoted_body(value, in_argument=in_argument)}"'
-
-
-def _template(name: str) -> Template:
-    return Template(
-        resources.files("migwatch").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
-    )
 
 
 def _call(run: Runner, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -494,45 +372,6 @@ def _first_line(result: subprocess.CompletedProcess[str]) -> str:
             if line.strip():
                 return line.strip()
     return "no output"
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as error:
-        logger.info("cannot read %s: %s", path, error)
-        return ""
-
-
-def _mkdir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ServiceError(f"cannot create {folder}: {error.strerror or error}") from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    _mkdir(path.parent)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise ServiceError(f"cannot write {path}: {error.strerror or error}") from None
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as error:
-        raise ServiceError(f"cannot remove {path}: {error.strerror or error}") from None
 
 
 def _tail(path: Path, count: int) -> list[str] | None:
