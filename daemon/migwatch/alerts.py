@@ -161,41 +161,61 @@ def update(
     seen: set[FindingKey] = set()
 
     for finding in findings:
-        key = finding.key
-        if key in seen:
+        if finding.key in seen:
             continue
-        seen.add(key)
-        held = policy.hold_transient and finding.code in TRANSIENT_CODES
-        record = records.get(key)
-        if not policy.alerts_for(finding.code, finding.severity):
-            # Alerting was switched off for this code (config reload): forget it without a "resolved".
-            if record is not None and not held:
-                del records[key]
-            continue
-        if held:
-            continue
-        if record is None:
-            records[key] = AlertRecord(
-                key=key,
-                severity=finding.severity.value,
-                first_seen=now,
-                last_notified=now,
-                message=finding.message,
-            )
-            alerts.append(_alert("new", finding))
-            continue
-        due = policy.remind_after > 0 and (
-            record.last_notified is None or now - record.last_notified >= policy.remind_after
-        )
-        if due:
-            alerts.append(_alert("reminder", finding))
-        records[key] = replace(
-            record,
-            severity=finding.severity.value,
-            message=finding.message,
-            last_notified=now if due else record.last_notified,
-        )
+        seen.add(finding.key)
+        alert = _note_finding(records, finding, now, policy)
+        if alert is not None:
+            alerts.append(alert)
 
+    alerts += _resolve_unseen(state, records, seen, policy, scope)
+    return AlertState(records=records), alerts
+
+
+def _note_finding(
+    records: dict[FindingKey, AlertRecord], finding: Finding, now: float, policy: AlertPolicy
+) -> Alert | None:
+    """Record one finding of this check in `records`; the alert it causes now (new, reminder) or None."""
+    key = finding.key
+    held = policy.hold_transient and finding.code in TRANSIENT_CODES
+    record = records.get(key)
+    if not policy.alerts_for(finding.code, finding.severity):
+        # Alerting was switched off for this code (config reload): forget it without a "resolved".
+        if record is not None and not held:
+            del records[key]
+        return None
+    if held:
+        return None
+    if record is None:
+        records[key] = AlertRecord(
+            key=key,
+            severity=finding.severity.value,
+            first_seen=now,
+            last_notified=now,
+            message=finding.message,
+        )
+        return _alert("new", finding)
+    due = policy.remind_after > 0 and (
+        record.last_notified is None or now - record.last_notified >= policy.remind_after
+    )
+    records[key] = replace(
+        record,
+        severity=finding.severity.value,
+        message=finding.message,
+        last_notified=now if due else record.last_notified,
+    )
+    return _alert("reminder", finding) if due else None
+
+
+def _resolve_unseen(
+    state: AlertState,
+    records: dict[FindingKey, AlertRecord],
+    seen: set[FindingKey],
+    policy: AlertPolicy,
+    scope: Callable[[FindingKey], bool] | None,
+) -> list[Alert]:
+    """Drop the alerted keys this check covered but no longer found; their "resolved" alerts."""
+    alerts: list[Alert] = []
     for key, record in state.records.items():
         if key in seen or (scope is not None and not scope(key)):
             continue
@@ -204,8 +224,7 @@ def update(
         del records[key]
         if policy.notify_resolved:
             alerts.append(_alert("resolved", finding_from_record(record)))
-
-    return AlertState(records=records), alerts
+    return alerts
 
 
 def finding_from_record(record: AlertRecord) -> Finding:

@@ -270,58 +270,14 @@ def run_demo(*, out: TextIO, postgres_url: str | None = None) -> int:
     daemon: Daemon | None = None
     try:
         env = _demo_env(workdir)
-        db.create()
-        repo = _build_repo(workdir, db, env)
-        epic3, epic5 = repo.wt(EPIC3[0]), repo.wt(EPIC5[0])
-        for name, script in _MAIN_MIGRATIONS.items():
-            db.apply(name, script.format(pk=db.pk))
-        say.header(
-            "migwatch demo: one Prisma monorepo, three git worktrees, one shared database",
-            f"repository  {repo.main}  (main)",
-            f"worktrees   {EPIC3[0]} ({EPIC3[1]}), {EPIC5[0]} ({EPIC5[1]})",
-            f"database    {redact(db.url)}: 3 migrations applied, recorded as Prisma records them",
-        )
+        repo = _set_the_scene(workdir, db, env, say)
         recorder = _Recorder(out)
         daemon = Daemon(_config(repo), state_dir=workdir / "state", notifiers=[recorder], env=env)
         daemon.start()
         if not daemon.wait_idle(WAIT_SECONDS):
             raise DemoError("the first check did not finish in time")
         say.step("The daemon is watching: every worktree agrees with the database, so nothing is alerted.")
-
-        say.step(
-            f"In {EPIC5[0]}, `prisma migrate dev` creates and applies {STORY_5_1}.",
-            f"{EPIC3[0]} does not have that folder: it is now behind the shared database.",
-        )
-        repo.write_migration(epic5, STORY_5_1, _STORY_5_1_SQL.format(pk=db.pk))
-        repo.git(epic5, "add", "-A")
-        repo.git(epic5, "commit", "-q", "-m", "Story 5.1: behavioral pattern models")
-        db.apply(STORY_5_1, _STORY_5_1_SQL.format(pk=db.pk))
-        recorder.wait_for(lambda a: a.finding.code == "behind_database" and _in(a, epic3))
-        daemon.wait_idle(WAIT_SECONDS)
-
-        say.step(f"Someone edits the applied migration {EDITED} in {EPIC3[0]}.")
-        edited = epic3 / MIGRATIONS / EDITED / "migration.sql"
-        edited.write_text(
-            edited.read_text(encoding="utf-8") + 'CREATE INDEX "Mission_title_idx" ON "Mission"("title");\n'
-        )
-        recorder.wait_for(lambda a: a.finding.code == "checksum_mismatch" and a.kind == "new")
-        daemon.wait_idle(WAIT_SECONDS)
-
-        say.step("They follow the alert's fix and restore the file from git.")
-        repo.git(epic3, "checkout", "HEAD", "--", f"{MIGRATIONS}/{EDITED}/migration.sql")
-        recorder.wait_for(lambda a: a.finding.code == "checksum_mismatch" and a.kind == "resolved")
-        daemon.wait_idle(WAIT_SECONDS)
-
-        say.step(
-            f"{EPIC3[0]} and the main checkout run the fix their alerts gave: git merge {EPIC5[1]}.",
-        )
-        for worktree in (epic3, repo.main):
-            repo.git(worktree, "merge", "-q", "--no-edit", EPIC5[1])
-        waiting = {str(epic3), str(repo.main)}
-        while waiting:
-            alert = recorder.wait_for(lambda a: a.kind == "resolved" and a.finding.worktree in waiting)
-            waiting.discard(alert.finding.worktree or "")
-        daemon.wait_idle(WAIT_SECONDS)
+        _play_story(repo, db, recorder, daemon.wait_idle, say)
 
         say.step("Final `migwatch status`:")
         report = run_status(_config(repo), CheckOptions(env=env))
@@ -339,6 +295,62 @@ def run_demo(*, out: TextIO, postgres_url: str | None = None) -> int:
         with suppress(DemoError):
             db.drop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _set_the_scene(workdir: Path, db: _Database, env: Mapping[str, str], say: _Narrator) -> _Repo:
+    """The database, the repository with its worktrees, main's migrations applied, and the header."""
+    db.create()
+    repo = _build_repo(workdir, db, env)
+    for name, script in _MAIN_MIGRATIONS.items():
+        db.apply(name, script.format(pk=db.pk))
+    say.header(
+        "migwatch demo: one Prisma monorepo, three git worktrees, one shared database",
+        f"repository  {repo.main}  (main)",
+        f"worktrees   {EPIC3[0]} ({EPIC3[1]}), {EPIC5[0]} ({EPIC5[1]})",
+        f"database    {redact(db.url)}: 3 migrations applied, recorded as Prisma records them",
+    )
+    return repo
+
+
+def _play_story(
+    repo: _Repo, db: _Database, recorder: _Recorder, wait_idle: Callable[[float], bool], say: _Narrator
+) -> None:
+    """The three scenes, each waiting for the alert it causes: behind, an edit and its undo, the merge."""
+    epic3, epic5 = repo.wt(EPIC3[0]), repo.wt(EPIC5[0])
+    say.step(
+        f"In {EPIC5[0]}, `prisma migrate dev` creates and applies {STORY_5_1}.",
+        f"{EPIC3[0]} does not have that folder: it is now behind the shared database.",
+    )
+    repo.write_migration(epic5, STORY_5_1, _STORY_5_1_SQL.format(pk=db.pk))
+    repo.git(epic5, "add", "-A")
+    repo.git(epic5, "commit", "-q", "-m", "Story 5.1: behavioral pattern models")
+    db.apply(STORY_5_1, _STORY_5_1_SQL.format(pk=db.pk))
+    recorder.wait_for(lambda a: a.finding.code == "behind_database" and _in(a, epic3))
+    wait_idle(WAIT_SECONDS)
+
+    say.step(f"Someone edits the applied migration {EDITED} in {EPIC3[0]}.")
+    edited = epic3 / MIGRATIONS / EDITED / "migration.sql"
+    edited.write_text(
+        edited.read_text(encoding="utf-8") + 'CREATE INDEX "Mission_title_idx" ON "Mission"("title");\n'
+    )
+    recorder.wait_for(lambda a: a.finding.code == "checksum_mismatch" and a.kind == "new")
+    wait_idle(WAIT_SECONDS)
+
+    say.step("They follow the alert's fix and restore the file from git.")
+    repo.git(epic3, "checkout", "HEAD", "--", f"{MIGRATIONS}/{EDITED}/migration.sql")
+    recorder.wait_for(lambda a: a.finding.code == "checksum_mismatch" and a.kind == "resolved")
+    wait_idle(WAIT_SECONDS)
+
+    say.step(
+        f"{EPIC3[0]} and the main checkout run the fix their alerts gave: git merge {EPIC5[1]}.",
+    )
+    for worktree in (epic3, repo.main):
+        repo.git(worktree, "merge", "-q", "--no-edit", EPIC5[1])
+    waiting = {str(epic3), str(repo.main)}
+    while waiting:
+        alert = recorder.wait_for(lambda a: a.kind == "resolved" and a.finding.worktree in waiting)
+        waiting.discard(alert.finding.worktree or "")
+    wait_idle(WAIT_SECONDS)
 
 
 def _in(alert: Alert, worktree: Path) -> bool:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from migwatch.checksum import checksum_matches
@@ -99,62 +100,29 @@ def _collision(
     return tuple(steps)
 
 
+@dataclass(frozen=True)
+class _Advice:
+    """What checksum_mismatch says and prints for one of the cases above."""
+
+    steps: tuple[Step, ...]
+    copies: str  # the message's tail: which copies match, or what makes this case different
+    why: str
+    show_changed_by: bool = True  # "(changed by …)" in the message
+    suggested_name: str | None = None
+    collides_with: dict[str, str | None] | None = None
+
+
 def _edited(
     ctx: Ctx, verdict: WorktreeVerdict, name: str, stored: str | None, first: HistoryRow | None
 ) -> Finding:
     snapshot = verdict.snapshot
     path = snapshot.worktree.path
     db = database_id(snapshot)
-    sql = (snapshot.setup.migrations_dir or path) / name / "migration.sql"
-    rel = sql.relative_to(path).as_posix() if path in sql.parents else str(sql)
     matching = _matching(ctx, verdict, name, stored)
     restore = ctx.evidence.restores.get((path, name), Restore())
-    changed = f" (changed by {restore.changed_by})" if restore.changed_by else ""
+    advice = _advice(ctx, verdict, name, first, restore, matching)
+    changed = f" (changed by {restore.changed_by})" if restore.changed_by and advice.show_changed_by else ""
     no_checksum = " (its row has no checksum)" if not stored else ""
-    copies = (
-        f"; the copy in {names(matching)} matches the database"
-        if matching
-        else "; no worktree's copy matches"
-    )
-    why = "never edit an applied migration — put the change in a new migration instead"
-    suggested: str | None = None
-    collides: dict[str, str | None] | None = None
-    if first is not None and first.rolled_back:
-        steps, note, why = _rolled_back_first(verdict, name, first)
-        copies += note
-    elif restore.upstream_branch is not None:
-        # umami's 16_boards: master edited it after this branch forked, and master's text is applied.
-        branch = restore.upstream_branch
-        steps = (git(path, "merge", branch),)
-        changed = ""
-        copies = (
-            f"; {branch} edited it after this branch forked and that text is the applied one (this branch "
-            "never changed the file)"
-        )
-        why = f"merging {branch} brings the applied text; never edit an applied migration — write a new one"
-    elif restore.rev is None and matching:
-        theirs = matching[0]
-        rows = verdict.history.rows if verdict.history else ()
-        local = snapshot.folder.names if snapshot.folder else frozenset()
-        renamed = next_name(
-            name, verdict.newest_applied or name, [*local, *(r.migration_name for r in rows)], ctx.now
-        )
-        steps = _collision(verdict, name, restore, theirs, renamed)
-        copies = (
-            f": a name collision — {theirs.worktree.label} has a different migration of the same name, and that "
-            "one is applied"
-        )
-        why = f"keep both: {renamed} is this branch's migration under a free name (then deploy it); {name} is theirs"
-        suggested, collides = renamed, where(theirs)
-    else:
-        steps = (_restore_step(path, rel, sql, name, restore, matching),)
-        if (
-            restore.applied_sql is not None
-            and restore.current_sql is not None
-            and (normalised_sql(restore.applied_sql) == normalised_sql(restore.current_sql))
-        ):
-            copies += "; only comments and whitespace changed (cosmetic: the SQL that runs is the same)"
-            why = "Prisma checksums the whole file, comments included: restore the applied text"
     return finding(
         ctx,
         "checksum_mismatch",
@@ -163,14 +131,83 @@ def _edited(
         migration=name,
         message=(
             f"{snapshot.worktree.label}: applied migration {name} was edited{changed}: its migration.sql no longer "
-            f"matches the checksum recorded in {db}{no_checksum}{copies}"
+            f"matches the checksum recorded in {db}{no_checksum}{advice.copies}"
         ),
-        fix=Fix(steps=steps, reset_warning=reset_warning(ctx, snapshot, verdict.group), why=why),
+        fix=Fix(
+            steps=advice.steps, reset_warning=reset_warning(ctx, snapshot, verdict.group), why=advice.why
+        ),
         matches_in=[where(s) for s in matching],
         restore_rev=restore.rev,
         changed_by=restore.changed_by,
-        suggested_name=suggested,
-        collides_with=collides,
+        suggested_name=advice.suggested_name,
+        collides_with=advice.collides_with,
+    )
+
+
+def _advice(
+    ctx: Ctx,
+    verdict: WorktreeVerdict,
+    name: str,
+    first: HistoryRow | None,
+    restore: Restore,
+    matching: list[WorktreeSnapshot],
+) -> _Advice:
+    """Which case of the module docstring this edit is, and its steps, message tail and why."""
+    path = verdict.snapshot.worktree.path
+    copies = (
+        f"; the copy in {names(matching)} matches the database"
+        if matching
+        else "; no worktree's copy matches"
+    )
+    if first is not None and first.rolled_back:
+        steps, note, why = _rolled_back_first(verdict, name, first)
+        return _Advice(steps, copies + note, why)
+    if restore.upstream_branch is not None:
+        # umami's 16_boards: master edited it after this branch forked, and master's text is applied.
+        branch = restore.upstream_branch
+        return _Advice(
+            (git(path, "merge", branch),),
+            f"; {branch} edited it after this branch forked and that text is the applied one (this branch "
+            "never changed the file)",
+            f"merging {branch} brings the applied text; never edit an applied migration — write a new one",
+            show_changed_by=False,
+        )
+    if restore.rev is None and matching:
+        return _name_collision(ctx, verdict, name, restore, matching[0])
+    sql = (verdict.snapshot.setup.migrations_dir or path) / name / "migration.sql"
+    rel = sql.relative_to(path).as_posix() if path in sql.parents else str(sql)
+    steps = (_restore_step(path, rel, sql, name, restore, matching),)
+    if (
+        restore.applied_sql is not None
+        and restore.current_sql is not None
+        and (normalised_sql(restore.applied_sql) == normalised_sql(restore.current_sql))
+    ):
+        return _Advice(
+            steps,
+            copies + "; only comments and whitespace changed (cosmetic: the SQL that runs is the same)",
+            "Prisma checksums the whole file, comments included: restore the applied text",
+        )
+    return _Advice(
+        steps, copies, "never edit an applied migration — put the change in a new migration instead"
+    )
+
+
+def _name_collision(
+    ctx: Ctx, verdict: WorktreeVerdict, name: str, restore: Restore, theirs: WorktreeSnapshot
+) -> _Advice:
+    """Another worktree's different migration of the same name is applied: keep both under two names."""
+    rows = verdict.history.rows if verdict.history else ()
+    local = verdict.snapshot.folder.names if verdict.snapshot.folder else frozenset()
+    renamed = next_name(
+        name, verdict.newest_applied or name, [*local, *(r.migration_name for r in rows)], ctx.now
+    )
+    return _Advice(
+        _collision(verdict, name, restore, theirs, renamed),
+        f": a name collision — {theirs.worktree.label} has a different migration of the same name, and that "
+        "one is applied",
+        f"keep both: {renamed} is this branch's migration under a free name (then deploy it); {name} is theirs",
+        suggested_name=renamed,
+        collides_with=where(theirs),
     )
 
 
