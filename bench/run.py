@@ -23,6 +23,7 @@ for _path in (str(REPO_ROOT), str(BENCH_DIR)):
         sys.path.insert(0, _path)
 
 from bench_attribution import bench_attribution  # noqa: E402
+from bench_config_bombs import bench_config_bombs  # noqa: E402
 from bench_daemon import (  # noqa: E402
     bench_db_change,
     bench_file_change,
@@ -51,6 +52,7 @@ BENCHMARKS: dict[str, Callable[[World, BenchResult], None]] = {
     "idle_daemon": bench_idle,
     "attribution_long_history": bench_attribution,
     "guard_startup": bench_guard_startup,
+    "config_bombs": bench_config_bombs,
     "soak": bench_soak,
 }
 RESULTS = BENCH_DIR / "results.json"
