@@ -563,3 +563,33 @@ def test_alerts_wait_while_prisma_holds_its_advisory_lock(
             )
     finally:
         daemon.stop()
+
+
+def test_sigterm_delivered_to_any_thread_stops_the_daemon(tmp_path: Path, git_env: dict[str, str]) -> None:
+    """The kernel may hand a process-directed SIGTERM to any thread (systemd's `kill` does not choose).
+    Sent here to each non-main thread in turn with tgkill: the main thread must still notice and stop
+    cleanly (an untimed queue wait in the main thread never woke, and `run` hung until SIGKILL)."""
+    import ctypes
+
+    repo = PrismaRepo.create(tmp_path / "projects")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"projects:\n  - repo: {repo.main}\nnotifiers: {{desktop: {{enabled: false}}}}\n", encoding="utf-8"
+    )
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = 234 if os.uname().machine == "x86_64" else 131  # aarch64: 131
+    threads_tried = 0
+    for _ in range(3):
+        daemon = Daemon(config, dict(git_env, MIGWATCH_STATE_DIR=str(tmp_path / "state")))
+        try:
+            daemon.wait_line(r"migwatch: ready ")
+            pid = daemon.proc.pid
+            others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+            assert others, "the daemon runs its watchers and checks on threads"
+            target = others[threads_tried % len(others)]
+            threads_tried += 1
+            assert libc.syscall(sys_tgkill, pid, target, signal.SIGTERM) == 0
+            assert daemon.proc.wait(timeout=10) == 0
+            daemon.wait_line(r"migwatch: stopped")
+        finally:
+            daemon.close()

@@ -46,6 +46,11 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 Events = queue.SimpleQueue[str | int]  # put() is safe in a signal handler
+# The kernel may deliver SIGTERM to any thread. Python runs its handler in the main thread, but only once
+# that thread runs bytecode again: an untimed get() blocked in sem_wait is not woken when another thread
+# took the signal, and the daemon would never stop. A timed wait returns, the handler runs, the event
+# arrives.
+SIGNAL_POLL_S = 0.2
 
 
 class StartupError(Exception):
@@ -226,7 +231,10 @@ def _run_forever(
         if pinger is not None:
             pinger.start()
         while True:
-            event = events.get()
+            try:
+                event = events.get(timeout=SIGNAL_POLL_S)
+            except queue.Empty:
+                continue
             if event == "ready":
                 systemd.ready(f"watching {len(daemon.config.projects)} project(s)")
             elif event == signal.SIGHUP:
