@@ -170,6 +170,27 @@ def test_migrate_dev_behind_is_refused_with_the_fix() -> None:
     )
 
 
+def test_many_findings_with_the_same_fix_show_each_line_once() -> None:
+    """documenso: a worktree 27 migrations behind gets one merge line, not 27 copies with their whys."""
+    names = [f"2025100{i}000000_m{i}" for i in range(1, 4)]
+    merge = Command(("git", "-C", "/w/Americano-epic3", "merge", "main"))
+    warning = "Do not run `prisma migrate dev` or `prisma migrate reset` in Americano-epic3: …"
+    state = _state(
+        behind=tuple(names),
+        findings=tuple(
+            _finding("behind_database", Fix(steps=(merge,), reset_warning=warning, why=f"{n} lives on main"))
+            for n in names
+        ),
+    )
+    decision = decide([GuardedCommand(DEV, ("migrate", "dev"))], state, "npx prisma migrate dev")
+    assert decision.lines[3:] == (
+        "Instead, first:",
+        "  git -C /w/Americano-epic3 merge main",
+        f"  {warning}",
+        "  then run the command again.",
+    )
+
+
 def test_migrate_dev_edited_and_failed_are_refused() -> None:
     state = _state(edited=("20251001000000_init",), failed=("20251010120000_add_mission",))
     decision = decide([GuardedCommand(DEV, ("migrate", "dev"))], state, "pnpm prisma migrate dev")

@@ -266,10 +266,15 @@ def _instead(command: GuardedCommand, state: GuardState) -> list[str]:
     codes = {code for key, code in _FIX_CODES.items() if getattr(state, key)}
     fixes = [f for f in state.findings if f.code in codes and f.fix]
     if fixes:
-        lines = ["Instead, first:"]
+        # A worktree 27 migrations behind has 27 findings with the same merge and the same warning:
+        # each line once, in order; the per-migration "why" only when there is one finding to explain.
+        shown: dict[str, None] = {}
         for finding in fixes:
-            lines += [f"  {line}" for line in finding.fix.lines()]
-        return [*lines, "  then run the command again."]
+            why = f"why: {finding.fix.why}" if finding.fix.why else None
+            for line in finding.fix.lines():
+                if len(fixes) == 1 or line != why:
+                    shown.setdefault(line, None)
+        return ["Instead, first:", *(f"  {line}" for line in shown), "  then run the command again."]
     if command.action is Action.DEV:
         return []
     if command.action is Action.RESET:
