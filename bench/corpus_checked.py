@@ -10,17 +10,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import sqlite3
 import sys
 import tempfile
-from contextlib import closing
 from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.pg import PgDatabase, PgServer
-from tests.support.prisma_rows import apply_like_prisma, create_history_table
-from tests.test_corpus import LAYOUTS_UNDER_TEST, MIGRATION, Layout, build
+from tests.test_corpus import LAYOUTS_UNDER_TEST, Layout, build, prepare_databases
 
 from migwatch.cli import main
 
@@ -31,30 +28,14 @@ def checked(layout: Layout, server: PgServer) -> int:
     repo, feature, env = build(layout, root)
     os.environ.update({k: env[k] for k in ("HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM") if k in env})
     direct = PgDatabase(server, server.create_database())
-    pooled = server.url(server.create_database())
-    expected: dict[str, str] = {}
-    for tree in (repo, feature):
-        (tree / layout.env_file).write_text(layout.env.format(direct=direct.url, pooled=pooled))
-        if layout.provider == "sqlite":
-            database = tree / "prisma" / "data.db"
-            with closing(sqlite3.connect(database)) as conn:
-                create_history_table(conn, "sqlite")
-                apply_like_prisma(conn, tree / layout.migrations / MIGRATION, provider="sqlite")
-                conn.commit()
-            expected[str(tree)] = f"file:{database}"
-        else:
-            expected[str(tree)] = direct.url.replace(":secret@", "@")
-    if layout.provider == "postgresql":
-        with closing(direct.connect()) as conn:
-            create_history_table(conn, "postgresql")
-            apply_like_prisma(conn, repo / layout.migrations / MIGRATION, provider="postgresql")
+    expected = prepare_databases(layout, (repo, feature), direct, server.url(server.create_database()))
     config = root / "config.yaml"
     main(["--config", str(config), "init", str(repo)], out=io.StringIO())
     out = io.StringIO()
     main(["--config", str(config), "status", "--json"], out=out)
     document = json.loads(out.getvalue()) if out.getvalue().strip() else {"projects": []}
     worktrees = document["projects"][0]["worktrees"] if document["projects"] else []
-    return sum(1 for w in worktrees if w["database"] == expected.get(w["path"]) and w["state"] == "ok")
+    return sum(1 for w in worktrees if w["database"] == expected.get(Path(w["path"])) and w["state"] == "ok")
 
 
 def run() -> None:

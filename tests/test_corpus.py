@@ -135,6 +135,34 @@ def status_document(config: Path) -> dict[str, object]:
     return document
 
 
+def prepare_databases(
+    layout: Layout, trees: tuple[Path, Path], direct: PgDatabase, pooled: str
+) -> dict[Path, str]:
+    """Write each worktree's env file (direct and pooled URLs), apply the first migration as Prisma does,
+    and return the database id `status` must show per worktree. The pooled database is a decoy with no
+    history table: reading the wrong URL shows."""
+    repo = trees[0]
+    expected: dict[Path, str] = {}
+    for tree in trees:
+        (tree / layout.env_file).write_text(layout.env.format(direct=direct.url, pooled=pooled))
+        if layout.provider == "sqlite":
+            database = tree / "prisma" / "data.db"
+            with closing(sqlite3.connect(database)) as conn:
+                create_history_table(conn, "sqlite")
+                apply_like_prisma(conn, tree / layout.migrations / MIGRATION, provider="sqlite")
+                conn.commit()
+            expected[tree] = f"file:{database}"
+        else:
+            expected[tree] = direct.url.replace(":secret@", "@")
+    if layout.provider == "postgresql":
+        with closing(direct.connect()) as conn:
+            create_history_table(conn, "postgresql")
+            apply_like_prisma(conn, repo / layout.migrations / MIGRATION, provider="postgresql")
+        with closing(psycopg.connect(pooled.split("?")[0], autocommit=True)) as conn:
+            conn.execute('CREATE TABLE "Decoy" (id int)')
+    return expected
+
+
 CHECKED: dict[str, tuple[int, int]] = {}
 
 
@@ -153,25 +181,9 @@ def test_init_and_status_check_every_worktree_against_the_right_database(
     for key in ("HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM"):
         if key in env:
             monkeypatch.setenv(key, env[key])
-    pooled = pg_server.url(pg_server.create_database())
-    expected: dict[Path, str] = {}
-    for tree in (repo, feature):
-        (tree / layout.env_file).write_text(layout.env.format(direct=pg_database.url, pooled=pooled))
-        if layout.provider == "sqlite":
-            database = tree / "prisma" / "data.db"
-            with closing(sqlite3.connect(database)) as conn:
-                create_history_table(conn, "sqlite")
-                apply_like_prisma(conn, tree / layout.migrations / MIGRATION, provider="sqlite")
-                conn.commit()
-            expected[tree] = f"file:{database}"
-        else:
-            expected[tree] = pg_database.url.replace(":secret@", "@")
-    if layout.provider == "postgresql":
-        with closing(pg_database.connect()) as conn:
-            create_history_table(conn, "postgresql")
-            apply_like_prisma(conn, repo / layout.migrations / MIGRATION, provider="postgresql")
-        with closing(psycopg.connect(pooled.split("?")[0], autocommit=True)) as conn:
-            conn.execute('CREATE TABLE "Decoy" (id int)')  # the pooled database has no history table
+    expected = prepare_databases(
+        layout, (repo, feature), pg_database, pg_server.url(pg_server.create_database())
+    )
 
     config = tmp_path / "config.yaml"
     assert main(["--config", str(config), "init", str(repo)], out=io.StringIO()) == 0
