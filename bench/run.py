@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shlex
 import sys
@@ -83,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: Path = args.output or (QUICK_RESULTS if args.quick else RESULTS)
     invocation = shlex.join([".venv/bin/python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     machine = machine_info()
+    # Bytecode for the package, as `pip install` writes it: with PYTHONDONTWRITEBYTECODE set (CI images and
+    # this machine set it) an editable install would otherwise compile every module on every command.
+    compileall.compile_dir(REPO_ROOT / "daemon" / "migwatch", quiet=1)
     work_dir = BENCH_DIR / "work" / f"run-{os.getpid()}"
     world = World(work_dir, quick=args.quick)
     results: list[BenchResult] = []

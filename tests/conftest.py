@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +21,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "leakcheck: fail the test if it leaves threads or child processes running"
     )
+    # migwatch's caches (git index, config schema results) go to a folder of this session, not the
+    # developer's ~/.cache.
+    global _CACHE_HOME
+    _CACHE_HOME = tempfile.mkdtemp(prefix="migwatch-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_HOME:
+        shutil.rmtree(_CACHE_HOME, ignore_errors=True)
+
+
+_CACHE_HOME = ""
 
 
 @pytest.fixture(scope="session")

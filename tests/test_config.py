@@ -868,3 +868,101 @@ def test_env_files_must_stay_inside_the_worktree(tmp_path: Path, env: dict[str, 
         f"projects[0].env_files[{index}]: must be a path inside the worktree (relative, without ..)"
         for index in (0, 1, 2)
     ]
+
+
+# --- documents that passed the schema before (config-schema-passed) -------------------------------------
+
+_PARSE_AND_REPORT = """
+import json, os, sys
+from pathlib import Path
+from migwatch.config import ConfigError, load_config
+try:
+    load_config(Path(sys.argv[1]), dict(os.environ))
+    outcome = "ok"
+except ConfigError as error:
+    outcome = error.errors
+print(json.dumps({"outcome": outcome, "jsonschema": "jsonschema" in sys.modules}))
+"""
+
+
+def _parse_in_fresh_process(path: Path, cache: Path, home: Path, **variables: str) -> dict[str, Any]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "HOME": str(home), **variables}
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE_AND_REPORT, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_document_that_passed_the_schema_skips_jsonschema_next_time(tmp_path: Path, home: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    path = write_config(tmp_path, f"projects:\n  - name: shop\n    repo: {tmp_path / 'repo'}\n")
+    cache = tmp_path / "cache"
+    first = _parse_in_fresh_process(path, cache, home)
+    second = _parse_in_fresh_process(path, cache, home)
+    assert first == {"outcome": "ok", "jsonschema": True}
+    assert second == {"outcome": "ok", "jsonschema": False}
+    memo = cache / "migwatch" / "config-schema-passed"
+    assert memo.stat().st_mode & 0o777 == 0o600
+    assert str(tmp_path) not in memo.read_text(encoding="ascii")  # digests only
+    # The same document written differently (comments, key order, flow style) is the same document.
+    path.write_text(f"# mine\nprojects: [{{repo: '{tmp_path / 'repo'}', name: shop}}]\n", encoding="utf-8")
+    assert _parse_in_fresh_process(path, cache, home) == {"outcome": "ok", "jsonschema": False}
+    # Checks that depend on the machine still run on a remembered document: a $VARIABLE left unset.
+    path.write_text("projects:\n  - name: shop\n    repo: $SHOP_REPO\n", encoding="utf-8")
+    assert _parse_in_fresh_process(path, cache, home, SHOP_REPO=str(tmp_path / "repo"))["jsonschema"] is True
+    assert _parse_in_fresh_process(path, cache, home, SHOP_REPO=str(tmp_path / "repo")) == {
+        "outcome": "ok",
+        "jsonschema": False,
+    }
+    outcome = _parse_in_fresh_process(path, cache, home)["outcome"]
+    assert outcome != "ok" and any("SHOP_REPO is not set" in line for line in outcome)
+
+
+def test_a_document_with_schema_problems_is_checked_every_time(tmp_path: Path, home: Path) -> None:
+    path = write_config(tmp_path, "projects:\n  - name: shop\n    repo: /srv/shop\n    colour: red\n")
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        report = _parse_in_fresh_process(path, cache, home)
+        assert report["jsonschema"] is True
+        assert any("colour: unknown key" in line for line in report["outcome"])
+    assert not (cache / "migwatch" / "config-schema-passed").exists()
+
+
+def test_a_corrupt_or_unwritable_memo_only_costs_the_check(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    memo = tmp_path / "cache" / "migwatch" / "config-schema-passed"
+    memo.parent.mkdir(parents=True)
+    memo.write_bytes(b"\xff\xfe garbage\n" + b"z" * 100_000)
+    (tmp_path / "repo").mkdir()
+    text = f"projects:\n  - name: shop\n    repo: {tmp_path / 'repo'}\n"
+    assert load_config(write_config(tmp_path, text), env).projects[0].name == "shop"
+    assert errors_of(tmp_path, text + "    colour: red\n", env)
+    memo.unlink()
+    memo.mkdir()  # cannot be written: a folder in the way
+    assert load_config(write_config(tmp_path, text), env).projects[0].name == "shop"
+
+
+def test_documents_that_are_not_plain_json_are_never_remembered() -> None:
+    from datetime import date
+
+    from migwatch.config import _document_digest
+
+    assert _document_digest({"projects": [{"name": "a", "repo": "/r"}]}) is not None
+    assert _document_digest({"projects": [{"name": date(2025, 1, 1), "repo": "/r"}]}) is None
+    assert _document_digest({1: "x"}) is None  # would read as {"1": "x"}
+    assert _document_digest({"poll_interval": float("nan")}) is None
+    looped: list[Any] = []
+    looped.append(looped)
+    assert _document_digest({"projects": looped}) is None

@@ -20,19 +20,21 @@ from migwatch.dburl import database_ref
 from migwatch.history import (
     EARLIEST,
     LATEST,
-    PRISMA_ADVISORY_LOCK,
     HistoryError,
     ReadOptions,
-    connect_postgres,
     connect_sqlite,
-    fingerprint_postgres,
     fingerprint_sqlite,
     parse_timestamp,
     read_history,
+)
+from migwatch.model import DatabaseRef, HistoryRow
+from migwatch.pghistory import (
+    PRISMA_ADVISORY_LOCK,
+    connect_postgres,
+    fingerprint_postgres,
     read_only,
     read_postgres,
 )
-from migwatch.model import DatabaseRef, HistoryRow
 from tests.support.pg import TEST_PASSWORD, TEST_USER, PgDatabase, PgServer
 from tests.support.prisma_rows import (
     POSTGRES_TABLE_COLUMNS,

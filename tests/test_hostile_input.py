@@ -26,9 +26,10 @@ from migwatch.daemon import Daemon
 from migwatch.dburl import group_key
 from migwatch.diagnose import ProjectSnapshot, WorktreeSnapshot, analyse, findings
 from migwatch.diagnose.evidence import Evidence
-from migwatch.history import read_history, read_postgres
+from migwatch.history import read_history
 from migwatch.migrations import ChecksumCache, read_folder
 from migwatch.model import DatabaseRef, History
+from migwatch.pghistory import read_postgres
 from tests.support.gitrepo import PrismaRepo
 from tests.support.pg import PgDatabase
 from tests.support.prisma_rows import apply_like_prisma, create_history_table

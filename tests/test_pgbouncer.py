@@ -13,15 +13,15 @@ import pytest
 
 from migwatch.cli import main
 from migwatch.dburl import database_ref
-from migwatch.history import (
+from migwatch.history import read_history
+from migwatch.model import DatabaseRef
+from migwatch.pghistory import (
     connect_postgres,
     fingerprint_postgres,
     migration_running,
-    read_history,
     read_only,
     read_postgres,
 )
-from migwatch.model import DatabaseRef
 from tests.support.gitrepo import SEED_EPIC3, SEED_EPIC5, PrismaRepo
 from tests.support.pg import PgDatabase, PgServer
 from tests.support.pgbouncer import PgBouncer

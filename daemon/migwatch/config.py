@@ -7,6 +7,7 @@ holds the frozen config objects, loads and builds them, and writes the commented
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -171,12 +172,80 @@ def parse_config(text: str, *, source: Path | None, env: Mapping[str, str]) -> C
     if document is None:
         raise ConfigError([f"{TOP_LEVEL}: the config is empty; {_INIT_HINT}"], source)
     base_dir = source.parent if source is not None else Path.cwd()
-    problems = document_problems(document, env, base_dir)
+    digest = _document_digest(document)
+    passed_before = digest is not None and digest in _schema_passes()
+    problems = document_problems(document, env, base_dir, schema=not passed_before)
     if problems:
         raise ConfigError(problems, source)
+    if digest is not None and not passed_before:
+        _remember_schema_pass(digest)
     config = _build(document, env, base_dir, source)
     logger.debug("config %s: %d project(s)", source or "<config>", len(config.projects))
     return config
+
+
+# --- documents that passed the schema before ------------------------------------------------------------
+# Checking against the JSON Schema needs jsonschema, whose import is ~45 ms: a quarter of a whole `migwatch
+# status`. The result depends only on the document and the schema, so the digests of the last documents
+# that passed are kept in the user cache folder and their schema check is skipped; the checks of paths and
+# $VARIABLES, which depend on the machine, always run. Only digests are stored, never the document.
+
+SCHEMA_PASSES_KEPT = 16
+
+
+def _schema_passes_file() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("migwatch")) / "config-schema-passed"
+
+
+def _document_digest(document: Any) -> str | None:
+    """A digest of the document and the shipped schema; None unless the document is plain JSON data.
+
+    Plain: string keys only and JSON values only (no YAML dates, no integer keys), so that two documents
+    with the same digest are the same document.
+    """
+    try:
+        if not _plain_json(document):
+            return None
+        canonical = json.dumps(
+            [shipped_schema(), document], sort_keys=True, separators=(",", ":"), allow_nan=False
+        )
+    except (TypeError, ValueError, RecursionError):  # a self-referencing alias, a NaN
+        return None
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _plain_json(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _plain_json(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_plain_json(item) for item in value)
+    return value is None or isinstance(value, (str, bool, int, float))
+
+
+def _schema_passes() -> list[str]:
+    try:
+        with open(_schema_passes_file(), encoding="ascii") as handle:
+            text = handle.read(SCHEMA_PASSES_KEPT * 65)
+    except (OSError, ValueError):
+        return []
+    return [line for line in text.splitlines() if len(line) == 64]
+
+
+def _remember_schema_pass(digest: str) -> None:
+    """Best effort: a cache that cannot be written only means the next run imports jsonschema again."""
+    path = _schema_passes_file()
+    kept = [digest, *(known for known in _schema_passes() if known != digest)][:SCHEMA_PASSES_KEPT]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write("".join(f"{known}\n" for known in kept))
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.debug("config schema result not stored at %s: %s", path, exc)
 
 
 # --- building the objects ---------------------------------------------------------------------------------

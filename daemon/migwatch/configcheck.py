@@ -214,9 +214,14 @@ def _empty_list_message(path: YamlPath) -> str:
     return "must not be empty"
 
 
-def document_problems(document: Any, env: Mapping[str, str], base_dir: Path) -> list[str]:
-    """Every problem of a parsed config document as `path: message` lines, in document order."""
-    problems = _schema_problems(document)
+def document_problems(
+    document: Any, env: Mapping[str, str], base_dir: Path, *, schema: bool = True
+) -> list[str]:
+    """Every problem of a parsed config document as `path: message` lines, in document order.
+
+    `schema=False` skips the JSON Schema check, for a document known to have passed it (config.py).
+    """
+    problems = _schema_problems(document) if schema else set()
     problems |= _semantic_problems(document, env, base_dir)
     ordered = sorted(problems, key=lambda problem: (path_sort_key(problem[0]), problem[1]))
     return [f"{format_path(path)}: {message}" for path, message in ordered]

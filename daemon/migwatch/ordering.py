@@ -27,8 +27,9 @@ _LETTER_BASE: dict[str, tuple[str, tuple[int, ...]]] = {
 Weights = tuple[tuple[int, int], ...]
 
 
+@functools.lru_cache(maxsize=4096)
 def _weights(char: str) -> tuple[Weights, tuple[int, ...], bool]:
-    """(primary weights, accent-level elements, is an expansion) of one character."""
+    """(primary weights, accent-level elements, is an expansion) of one character (cached: names repeat them)."""
     if char.isspace():
         return ((0, ord(char)),), (0,), False
     position = _PUNCTUATION.find(char)

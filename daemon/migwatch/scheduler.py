@@ -29,17 +29,14 @@ from migwatch.history import (
     HistoryDenied,
     HistoryError,
     ReadOptions,
-    connect_postgres,
     driver_message,
-    fingerprint_postgres,
     fingerprint_sqlite,
-    migration_running,
-    read_postgres,
     read_sqlite,
 )
 from migwatch.logsetup import quote_value
 from migwatch.model import DatabaseRef, History
 from migwatch.outage import FAILURES_TO_REPORT, DbStatus, status_after
+from migwatch.pghistory import connect_postgres, fingerprint_postgres, migration_running, read_postgres
 
 log = logging.getLogger(__name__)
 
