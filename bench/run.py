@@ -32,6 +32,7 @@ from bench_daemon import (  # noqa: E402
 )
 from bench_guard import bench_guard_startup  # noqa: E402
 from bench_scale import bench_scale  # noqa: E402
+from bench_shutdown import bench_shutdown  # noqa: E402
 from bench_soak import bench_soak  # noqa: E402
 from bench_status import bench_prisma_ratio, bench_status_pg  # noqa: E402
 from benchlib import (  # noqa: E402
@@ -54,6 +55,7 @@ BENCHMARKS: dict[str, Callable[[World, BenchResult], None]] = {
     "attribution_long_history": bench_attribution,
     "guard_startup": bench_guard_startup,
     "config_bombs": bench_config_bombs,
+    "shutdown": bench_shutdown,
     "soak": bench_soak,
 }
 RESULTS = BENCH_DIR / "results.json"

@@ -176,7 +176,7 @@ def test_huge_url_is_refused_before_parsing_and_redaction_is_linear() -> None:
         database_ref("postgresql", huge, relative_to=Path("/"))
     assert str(raised.value) == "the database URL is longer than 4,096 characters: not a database URL"
     redacted = redact(huge + " " + "x://a:b@" * 100_000)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # a hang bound: quadratic redaction of 1 MB takes minutes
     assert "p@p@" not in redacted
 
 

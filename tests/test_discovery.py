@@ -645,7 +645,7 @@ def test_huge_values_give_one_line_at_once(tmp_path: Path, env_text: str) -> Non
     write(tmp_path / ".env", env_text)
     started = time.perf_counter()
     setup = discover(tmp_path)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # a hang bound: expanding the doubling bomb takes for ever
     assert setup.database is None
     assert setup.problem == (
         "the database URL is longer than 4,096 characters: not a database URL "
