@@ -144,6 +144,47 @@ def test_status_table_cannot_be_forged(colour: bool) -> None:
         assert "\x1b]" not in text and "\x1b[2J" not in text
 
 
+def _behind(migration: str, worktree: str = EPIC3) -> Finding:
+    return Finding(
+        code="behind_database",
+        severity=Severity.ERROR,
+        project="americano",
+        database=DB,
+        worktree=worktree,
+        migration=migration,
+        message=f"{migration} is applied but missing here",
+        fix=Fix(steps=(Command(("git", "-C", worktree, "merge", "main")),), why="main has them"),
+    )
+
+
+def test_findings_sharing_a_worktree_code_and_fix_are_one_block() -> None:
+    names = [f"2025010{i}000000_m{i}" for i in range(1, 9)]
+    other = "/home/kyin/Projects/Americano-epic5"
+    findings = [_behind(name) for name in names] + [_behind(names[0], other), _finding("20250201000000_x")]
+    lines = render_text(_report(findings, ["Americano-epic3"])).splitlines()
+    blocks = [line for line in lines if line.startswith("  ERROR")]
+    assert blocks == [
+        f"  ERROR   behind_database: {names[0]} is applied but missing here",
+        f"  ERROR   behind_database: {names[0]} is applied but missing here",
+        "  ERROR   failed: 20250201000000_x failed in " + DB + ". Log: ",
+    ]
+    also = lines[lines.index(blocks[0]) + 1]
+    assert also == (
+        "          the same for 7 more migrations: 20250102000000_m2, 20250103000000_m3, 20250104000000_m4, "
+        "20250105000000_m5, 20250106000000_m6 and 2 more"
+    )
+    assert lines.count(f"          $ git -C {EPIC3} merge main") == 1
+    assert lines.count(f"          $ git -C {other} merge main") == 1
+
+
+def test_hostile_names_in_a_grouped_block_stay_on_their_line() -> None:
+    names = list(TERMINAL_PAYLOADS.values())
+    text = render_text(_report([_behind(name) for name in names], ["Americano-epic3"]))
+    assert raw_controls(text, allow="\n") == []
+    assert len([line for line in text.splitlines() if line.startswith("  ERROR")]) == 1
+    assert text.count("the same for") == 1
+
+
 def test_a_ten_megabyte_row_gives_a_bounded_notification_and_log_line(tmp_path: Path) -> None:
     finding = _finding(TERMINAL_PAYLOADS["forged_fix_line"], logs=HUGE_LOGS)
     _, alerts = update(AlertState(), [finding], 0.0, AlertPolicy(remind_after=0, notify_resolved=True))

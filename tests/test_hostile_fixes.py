@@ -40,7 +40,7 @@ from migwatch.model import (
     SqlStatement,
     Worktree,
 )
-from migwatch.report import ProjectReport, StatusReport, render_text
+from migwatch.report import ProjectReport, StatusReport, render_text, same_fix_groups
 from migwatch.whereabouts import Whereabouts
 from tests.support import findingcases
 from tests.support.gitrepo import run_git
@@ -245,7 +245,9 @@ def test_status_text_has_one_dollar_line_per_command(tmp_path: Path, payload_nam
         text = render_text(report)
         assert raw_controls(text) == [], case.case
         dollar_lines = [line for line in text.splitlines() if line.lstrip().startswith("$ ")]
-        assert len(dollar_lines) == sum(len(commands_of(f)) for f in case.findings), case.case
+        # Findings of one worktree with the same code and fix are one block (report.same_fix_groups).
+        shown = same_fix_groups(case.findings)
+        assert len(dollar_lines) == sum(len(commands_of(group[0])) for group in shown), case.case
 
 
 # --- SQL --------------------------------------------------------------------------------------------------

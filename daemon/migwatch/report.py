@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -166,9 +166,12 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
             lines += _worktree_table(project.worktrees, paint)
         if project.findings:
             lines.append("")
-            for finding in project.findings:
+            for group in same_fix_groups(project.findings):
+                finding = group[0]
                 tag = paint(f"{finding.severity.value.upper():7}", finding.severity.value)
                 lines.append(f"  {tag} {finding.code}: {visible(finding.message)}")
+                if len(group) > 1:
+                    lines.append(f"          {_also(group[1:])}")
                 for is_command, line in finding.fix.shown():
                     shown = visible(line, COMMAND_LIMIT)
                     lines.append(f"          $ {shown}" if is_command else f"          {paint(shown, 'dim')}")
@@ -179,6 +182,32 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
     summary = ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in counts.items())
     lines.append(f"checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC: {summary}")
     return "\n".join(lines) + "\n"
+
+
+# Migrations named when several findings of one worktree share a code and a fix (`status --json` has all).
+ALSO_NAMED = 5
+
+
+def same_fix_groups(findings: Sequence[Finding]) -> list[list[Finding]]:
+    """Findings about migrations of one worktree with the same code and the same fix, shown once.
+
+    A worktree 27 migrations behind is one block naming the others, not 27 copies of one `git merge`.
+    """
+    groups: dict[object, list[Finding]] = {}
+    for finding in findings:
+        key: object = (
+            (finding.code, finding.severity, finding.database, finding.worktree, tuple(finding.fix.lines()))
+            if finding.migration is not None
+            else id(finding)
+        )
+        groups.setdefault(key, []).append(finding)
+    return list(groups.values())
+
+
+def _also(others: Sequence[Finding]) -> str:
+    names = ", ".join(visible(f.migration or "") for f in others[:ALSO_NAMED])
+    more = f" and {len(others) - ALSO_NAMED} more" if len(others) > ALSO_NAMED else ""
+    return f"the same for {len(others)} more migration{'s' if len(others) != 1 else ''}: {names}{more}"
 
 
 def _read_through(worktrees: tuple[WorktreeSummary, ...], database: str) -> str:
