@@ -24,7 +24,7 @@ from pathlib import Path
 
 from watchdog.observers import Observer
 
-from migwatch import alerts
+from migwatch import alerts, heap
 from migwatch import git as gitio
 from migwatch.checking import ProjectChecker, ProjectState
 from migwatch.config import Config
@@ -245,6 +245,7 @@ class Daemon:
                 self._guarded_check(project, ",".join(names))
             finally:
                 self._mark_checked(project)
+        heap.release_free_memory()  # the check's garbage is freed now; give its pages back
 
     def _git_busy(self, project: str, keys: list[CheckKey]) -> bool:
         """A git command (a checkout of many files) is still writing a worktree: check once it is done,

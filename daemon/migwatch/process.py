@@ -9,7 +9,6 @@ restarting on exit 2 only.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import logging
@@ -22,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from migwatch import __version__
+from migwatch import __version__, heap
 from migwatch.config import Config, ConfigError, load_config
 from migwatch.daemon import Daemon
 from migwatch.entry import EARLY_EVENTS, early_handlers_installed
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 LOCK_FILE = "daemon.lock"
-M_ARENA_MAX = -8  # glibc's mallopt parameter
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 Events = queue.SimpleQueue[str | int]  # put() is safe in a signal handler
@@ -128,7 +126,7 @@ def signals_queued() -> Iterator[Events]:
 def run_command(config_path: Path, *, once: bool, verbose: bool, out: TextIO) -> int:
     """`migwatch run [--once]`: the daemon in the foreground (or one cycle); returns the exit code."""
     del out
-    limit_malloc_arenas()  # before any thread starts
+    heap.limit_arenas()  # before any thread starts
     with signals_queued() as events:
         env = dict(os.environ)
         config = load_config(config_path, env)  # ConfigError: cli prints every line, exit 2
@@ -202,17 +200,6 @@ def _run_once(daemon: Daemon) -> int:
     problems = [f for f in found if f.severity in (Severity.ERROR, Severity.WARNING)]
     log.info("once findings=%d problems=%d", len(found), len(problems))
     return EXIT_PROBLEMS if problems else EXIT_OK
-
-
-def limit_malloc_arenas() -> None:
-    """glibc gives each thread that allocates its own malloc arena, touched a megabyte or two at a time:
-    a daemon with a dozen threads (pools, lanes, observers) grows its RSS for hours without holding more
-    data. Two arenas are plenty for one check at a time. Elsewhere (macOS, musl) this does nothing."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, 2)
-    except (OSError, AttributeError):
-        pass
 
 
 def _run_forever(
