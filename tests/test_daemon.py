@@ -284,7 +284,33 @@ def test_a_new_worktree_is_checked_without_a_restart(story: Story, notifications
     )
 
 
-def test_one_daemon_per_state_dir_sighup_reloads_and_sigterm_exits_within_2s(
+def test_a_changed_fix_is_logged_without_a_second_notification(
+    story: Story, notifications: NotificationServer
+) -> None:
+    repo = story.repo
+    daemon = story.start()
+    ready = daemon.wait_line(r"migwatch: ready projects=1 worktrees=3 ")
+    folder = story.apply_behavioral_from_epic5()
+    where = re.escape(str(repo.epic3))
+    # Uncommitted in epic-5: the fix is to commit it there.
+    daemon.wait_line(
+        rf"finding new code=behind_database .*worktree={where} .*fix=\"git -C \S*Americano-epic5 add ",
+        after=ready,
+    )
+    notifications.wait_for(has("Americano-epic3: behind the database"), timeout=WAIT)
+    repo.git(repo.epic5, "add", "--", str(folder))
+    repo.commit(repo.epic5, "add the behavioral pattern models")
+    # Committed on its branch: the same problem, now fixed by merging that branch; the log says so.
+    daemon.wait_line(
+        rf"finding fix-changed code=behind_database .*worktree={where} .*"
+        rf"fix=\"git -C {where} merge feature/epic-5-behavioral-twin\"",
+        after=ready,
+    )
+    assert daemon.terminate()[0] == 0
+    assert summaries(notifications.history()).count("Americano-epic3: behind the database") == 1
+
+
+def test_one_daemon_per_state_dir_sighup_reloads_and_sigterm_exits_cleanly(
     story: Story, notifications: NotificationServer
 ) -> None:
     daemon = story.start()

@@ -228,6 +228,21 @@ def test_git_worktree_add_and_remove_are_seen_in_the_common_dir(
     assert harness.wait_batches(2) == [["project"], ["project"]]
 
 
+def test_commits_and_packed_refs_are_seen_in_the_common_dir(
+    harness: Harness, tmp_path: Path, git_env: Any
+) -> None:
+    repo = PrismaRepo.seed_story(tmp_path, "sqlite")
+    common = gitio.common_dir(repo.main)
+    harness.watcher.update("project", [(t, common) for t in repository_targets("project", common)])
+
+    repo.commit(repo.epic5, "a commit moves the branch, not HEAD", allow_empty=True)
+    assert harness.wait_batches(1) == [["project"]]
+    repo.git(repo.main, "pack-refs", "--all")  # the loose refs go, packed-refs is rewritten
+    assert harness.wait_batches(2) == [["project"], ["project"]]
+    repo.git(repo.main, "update-ref", "refs/remotes/origin/main", "HEAD")  # as a fetch writes it
+    assert harness.wait_batches(3) == [["project"], ["project"], ["project"]]
+
+
 class InotifyLimitObserver(InotifyObserver):
     """The real inotify observer, except that watches under `full` fail as when the kernel limit is hit."""
 

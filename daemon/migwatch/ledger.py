@@ -127,6 +127,10 @@ class AlertLedger:
             for key, finding in current.items():
                 if key not in previous:
                     log.info("finding new %s", finding_fields(finding, with_fix=True))
+                elif finding.fix.lines() != previous[key].fix.lines():
+                    # Same problem, new advice (the migration was committed, so now it is a merge): the
+                    # log, which users read later, must not keep only the first fix.
+                    log.info("finding fix-changed %s", finding_fields(finding, with_fix=True))
             for key, finding in previous.items():
                 if key not in current and scope(key):
                     log.info("finding gone %s", finding_fields(finding, with_fix=False))

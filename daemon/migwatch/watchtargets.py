@@ -62,8 +62,18 @@ def worktree_targets(
 
 
 def repository_targets(key: K, common_dir: Path) -> list[WatchTarget[K]]:
-    """`$GIT_COMMON_DIR/worktrees/`: `git worktree add/remove` changes it."""
-    return [WatchTarget(key, common_dir / "worktrees")]
+    """`$GIT_COMMON_DIR/worktrees/` (`git worktree add/remove`) and the branch refs.
+
+    A commit, merge or fetch moves a branch without touching any worktree's HEAD, and where a missing
+    migration lives (a branch tip, uncommitted in a worktree) decides the fix: loose refs under
+    `refs/heads/` and `refs/remotes/`, and `packed-refs`.
+    """
+    return [
+        WatchTarget(key, common_dir / "worktrees"),
+        WatchTarget(key, common_dir, names=frozenset({"packed-refs"})),
+        WatchTarget(key, common_dir / "refs" / "heads", recursive=True),
+        WatchTarget(key, common_dir / "refs" / "remotes", recursive=True),
+    ]
 
 
 def setup_targets(key: K, setup: PrismaSetup, env: Mapping[str, str]) -> list[tuple[WatchTarget[K], Path]]:
