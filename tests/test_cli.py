@@ -102,6 +102,23 @@ def test_internal_error_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "Traceback" in logged and "hunter2" not in logged
 
 
+def test_internal_error_log_shows_escapes_and_bounds_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_dir = tmp_path / "logs"
+    monkeypatch.setattr("migwatch.logsetup.internal_error_log", lambda: log_dir / "internal-errors.log")
+
+    def explode(args: argparse.Namespace, out: TextIO) -> int:
+        raise RuntimeError("migration \x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\rforged line" + "x" * 1_000_000)
+
+    monkeypatch.setitem(cli.COMMANDS, "check-config", explode)
+    assert run("check-config")[0] == 3
+    logged = (log_dir / "internal-errors.log").read_text()
+    assert "\x1b" not in logged and "\x07" not in logged and "\r" not in logged
+    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\rforged line" in logged
+    assert len(logged) < 20_000 and max(len(line) for line in logged.splitlines()) <= cli.TRACE_LINE_LIMIT
+
+
 def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     env = dict(os.environ, HOME=str(tmp_path), MIGWATCH_CONFIG=str(tmp_path / "missing.yaml"))
     env.pop("XDG_CONFIG_HOME", None)

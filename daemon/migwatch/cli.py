@@ -289,16 +289,23 @@ def _say(err: TextIO, message: str) -> None:
     err.write(visible(message) + "\n")
 
 
+TRACE_LINE_LIMIT = 4000
+
+
 def _internal_error(exc: BaseException, err: TextIO) -> int:
     import traceback
     from datetime import datetime, timezone
 
+    from migwatch.display import visible
     from migwatch.logsetup import append_private, internal_error_log
 
     path = internal_error_log()
     try:
         header = f"--- {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} migwatch {__version__}\n"
         trace = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        # `cat internal-errors.log` must not run escapes a migration name or a driver message carried, and
+        # one huge exception text must not fill the disk: each line made visible and bounded.
+        trace = "".join(f"{visible(line, TRACE_LINE_LIMIT)}\n" for line in trace.splitlines())
         append_private(path, header + trace)  # 0600 in a 0700 folder: paths and URLs
         where = f"the traceback is in {path}"
     except OSError:
