@@ -25,6 +25,7 @@ from migwatch.guard import (
 )
 from migwatch.guardrun import commands_by_folder
 from migwatch.model import Command, Finding, Fix, Severity
+from tests.support.hostile import TERMINAL_PAYLOADS, raw_controls
 
 RESET, DEV, PUSH, LOSS = Action.RESET, Action.DEV, Action.PUSH, Action.PUSH_DATA_LOSS
 
@@ -189,6 +190,25 @@ def test_many_findings_with_the_same_fix_show_each_line_once() -> None:
         f"  {warning}",
         "  then run the command again.",
     )
+
+
+@pytest.mark.parametrize("payload", sorted(TERMINAL_PAYLOADS))
+def test_hostile_names_stay_visible_in_hook_answers(payload: str) -> None:
+    name = TERMINAL_PAYLOADS[payload]
+    merge = Command(("git", "-C", "/w/Americano-epic3", "merge", f"feature/{name}"))
+    state = _state(behind=(name,), findings=(_finding("behind_database", Fix(steps=(merge,), why=name)),))
+    decision = decide([GuardedCommand(DEV, ("migrate", "dev"))], state, "npx prisma migrate dev")
+    assert decision.verdict is Verdict.REFUSE
+    for protocol in PROTOCOLS.values():
+        body = json.loads(answer(protocol, decision))
+        for text in _strings(body):
+            assert raw_controls(text, allow="\n") == [], (protocol.agent, text)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    return [value] if isinstance(value, str) else []
 
 
 def test_migrate_dev_edited_and_failed_are_refused() -> None:

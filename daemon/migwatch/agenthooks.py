@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migwatch.display import COMMAND_LIMIT, visible
 from migwatch.guard import AGENT_LINE, Decision, Verdict
 
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -102,7 +103,8 @@ def answer(protocol: Protocol, decision: Decision) -> str:
         return protocol.quiet_allow
     verdict = "deny" if decision.verdict is Verdict.REFUSE else "ask"
     lines = [*decision.lines, AGENT_LINE] if decision.verdict is Verdict.REFUSE else list(decision.lines)
-    reason = "\n".join(lines)
+    # The agent shows the reason to its user: names from a worktree or a database row are made visible.
+    reason = "\n".join(visible(line, COMMAND_LIMIT) for line in lines)
     if protocol.agent == "claude-code":
         body: dict[str, Any] = {
             "hookSpecificOutput": {
@@ -112,5 +114,9 @@ def answer(protocol: Protocol, decision: Decision) -> str:
             }
         }
     else:
-        body = {"decision": verdict, "reason": reason, "systemMessage": decision.lines[0]}
+        body = {
+            "decision": verdict,
+            "reason": reason,
+            "systemMessage": visible(decision.lines[0], COMMAND_LIMIT),
+        }
     return json.dumps(body) + "\n"

@@ -136,10 +136,15 @@ def execute(argv: Sequence[str], err: TextIO) -> int:
     try:
         os.execvp(argv[0], list(argv))
     except FileNotFoundError:
-        err.write(f"migwatch guard: {argv[0]}: command not found\n")
+        err.write(visible(f"migwatch guard: {argv[0]}: command not found", COMMAND_LIMIT) + "\n")
         return EXIT_NOT_FOUND
     except OSError as exc:
-        err.write(f"migwatch guard: cannot run {argv[0]}: {exc.strerror or type(exc).__name__}\n")
+        err.write(
+            visible(
+                f"migwatch guard: cannot run {argv[0]}: {exc.strerror or type(exc).__name__}", COMMAND_LIMIT
+            )
+            + "\n"
+        )
         return EXIT_NOT_EXECUTABLE
     raise AssertionError("unreachable: execvp returned")  # pragma: no cover
 
