@@ -497,3 +497,23 @@ def test_an_applied_migration_edited_upstream_after_the_fork_merges_that_branch(
     assert executable_lines(mismatch.fix) == [f"git -C {old} merge main"]
     apply_fix(project.situation(), mismatch, before)
     assert_prisma_clean(project.situation(), [main, old])
+
+
+def test_a_pending_migration_edited_upstream_after_the_fork_is_not_a_collision(project: Project) -> None:
+    """umami: master edited a migration nobody had applied yet, after a feature branch forked. The two
+    copies are one migration in two versions: merging master brings the new text, nothing to rename."""
+    main = project.main
+    project.commit(main, "init", INIT, BILLING)
+    project.apply(main, INIT)
+    old = project.worktree("shop-old", "feature/old")
+    edited = SQL[BILLING].replace("PRIMARY KEY)", 'PRIMARY KEY, "plan" TEXT)')
+    project.write(main, BILLING, edited)
+    project.repo.commit(main, "billing: add plan")
+    before = project.findings()
+    assert [f for f in before if f.worktree == str(main) and f.code == "name_collision"] == []
+    stale = one([f for f in before if f.worktree == str(old)], "name_collision", BILLING)
+    assert "main edited it after this branch forked" in stale.message
+    assert executable_lines(stale.fix) == [f"git -C {old} merge main"]
+    apply_fix(project.situation(), stale, before)
+    after = project.findings()
+    assert [f.code for f in after if f.migration == BILLING and f.code != "pending"] == []

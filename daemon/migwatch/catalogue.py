@@ -107,7 +107,8 @@ KINDS: tuple[FindingKind, ...] = (
         "two worktrees have different `migration.sql` files under one migration folder name, neither "
         "applied yet",
         "rename the one that is not shared yet to a new timestamp before either is merged or applied (the "
-        "alert shows both files)",
+        "alert shows both files); when git shows one is an older version of the other (edited on its branch "
+        "after the fork), merge that branch instead",
     ),
     _kind(
         "behind_base",

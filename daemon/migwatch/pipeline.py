@@ -222,6 +222,11 @@ def gather_evidence(
         except OSError:
             pass
     conflict = gather_conflict_sql(project, request, env)
+    versions = {
+        key: relation
+        for key in request.collisions
+        if (relation := _version_relation(by_path[key[0]], key[1], by_path[key[2]], env)) is not None
+    }
     return diagnose.Evidence(
         whereabouts=whereabouts_of(project, verdicts, env, cache),
         shared=shared_elsewhere(project, verdicts, env, cache),
@@ -232,6 +237,7 @@ def gather_evidence(
         unmerged_sql=conflict.worktree_sql,
         base_sql=conflict.base_sql,
         applied_sql=conflict.applied_sql,
+        versions=versions,
     )
 
 
@@ -291,6 +297,42 @@ def _edited_upstream(
         if base is not None and gitio.blob_at(worktree, base, rel, env=env) == here:
             return branch
     return None
+
+
+def _version_relation(
+    here: diagnose.WorktreeSnapshot, name: str, other: diagnose.WorktreeSnapshot, env: Mapping[str, str]
+) -> str | None:
+    """ "older" when this worktree's migration.sql is the text of the merge base of the two HEADs and the
+    other's is a later commit's, "newer" the other way round; None for two migrations that were added
+    apart, copies that differ from what is committed, or when git cannot tell."""
+    here_rel, other_rel = (
+        _rel(here.setup.migrations_dir, here.worktree.path),
+        _rel(other.setup.migrations_dir, other.worktree.path),
+    )
+    if not here_rel or here_rel != other_rel or other.worktree.head is None:
+        return None
+    rel = f"{here_rel}/{name}/migration.sql"
+    here_blob = gitio.blob_at(here.worktree.path, "HEAD", rel, env=env)
+    other_blob = gitio.blob_at(here.worktree.path, other.worktree.head, rel, env=env)
+    if here_blob is None or other_blob is None or here_blob == other_blob:
+        return None
+    if not (_committed(here, name, here_blob) and _committed(other, name, other_blob)):
+        return None  # an uncommitted edit: nothing git can say about it
+    try:
+        base = gitio.merge_base(here.worktree.path, "HEAD", other.worktree.head, env=env)
+    except gitio.GitError:
+        return None
+    base_blob = gitio.blob_at(here.worktree.path, base, rel, env=env) if base else None
+    if base_blob == here_blob:
+        return "older"
+    if base_blob == other_blob:
+        return "newer"
+    return None
+
+
+def _committed(snapshot: diagnose.WorktreeSnapshot, name: str, blob: bytes) -> bool:
+    local = next((m for m in snapshot.folder.migrations if m.name == name), None) if snapshot.folder else None
+    return local is not None and bool(set(local.checksums) & set(checksum_variants(blob)))
 
 
 def diagnose_project(

@@ -503,6 +503,20 @@ def _branch_cases(add: Callable[..., None]) -> None:
             [row(INIT)],
         ),
     )
+    add(
+        "name-collision-older-version",
+        project(
+            [
+                member(MAIN, [INIT]),
+                member(EPIC3, [INIT, THIRD]),
+                member(EPIC5, folder=folder_of(EPIC5.path, [INIT, THIRD], edited=[THIRD])),
+            ],
+            [row(INIT)],
+        ),
+        Evidence(
+            versions={(EPIC3.path, THIRD, EPIC5.path): "older", (EPIC5.path, THIRD, EPIC3.path): "newer"}
+        ),
+    )
 
 
 CASES: Mapping[str, tuple[ProjectSnapshot, Evidence]] = _cases()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from migwatch.diagnose.context import Ctx, database_id, finding
-from migwatch.diagnose.evidence import AppliedSql, migrations_rel, unmerged_migrations
+from migwatch.diagnose.evidence import AppliedSql, differing_copies, migrations_rel, unmerged_migrations
 from migwatch.diagnose.fixes import git, shell
 from migwatch.diagnose.semantics import WorktreeSnapshot
 from migwatch.model import Finding, Fix, LocalMigration, Step
@@ -194,32 +194,60 @@ def _conflict(ctx: Ctx, here: WorktreeSnapshot, mine: str, others: Sequence[_Oth
 # --- name_collision: one folder name, two different migrations --------------------------------------
 
 
-def _same_file(a: LocalMigration, b: LocalMigration) -> bool:
-    """The same SQL up to line endings (Prisma accepts either, see `checksum_variants`)."""
-    return bool(set(a.checksums) & set(b.checksums))
-
-
 def name_collisions(ctx: Ctx) -> list[Finding]:
     """name_collision: a folder name whose migration.sql differs between worktrees, applied in neither's database.
 
-    (Once one is applied, the other worktree's copy is a `checksum_mismatch`.)
+    When git shows the two copies are one migration in two versions (the other branch edited it after
+    this one forked), only the worktree with the older copy is told, and its fix is to merge.
     """
-    having: dict[str, list[tuple[WorktreeSnapshot, LocalMigration]]] = {}
-    for snapshot in ctx.project.worktrees:
-        for migration in snapshot.folder.migrations if snapshot.folder else ():
-            if migration.checksums:
-                having.setdefault(migration.name, []).append((snapshot, migration))
-    applied = {
-        v.snapshot.worktree.path: {row.migration_name for row in v.history.rows} if v.history else set()
-        for v in ctx.verdicts
-    }
     out = []
-    for name, copies in having.items():
-        for snapshot, mine in copies:
-            others = [(s, m) for s, m in copies if not _same_file(m, mine)]
-            if others and name not in applied.get(snapshot.worktree.path, set()):
-                out.append(_collision(ctx, snapshot, mine, [s for s, _ in others]))
+    for here, mine, copies in differing_copies(ctx.project, ctx.verdicts):
+        versions = {
+            s.worktree.path: ctx.evidence.versions.get((here.worktree.path, mine.name, s.worktree.path))
+            for s, _ in copies
+        }
+        others = [s for s, _ in copies if versions[s.worktree.path] != "newer"]
+        if not others:
+            continue  # this copy is the later edit; the worktrees with the older one are told to merge
+        if all(versions[s.worktree.path] == "older" for s in others):
+            out.append(_older_copy(ctx, here, mine, others))
+        else:
+            out.append(
+                _collision(ctx, here, mine, [s for s in others if versions[s.worktree.path] != "older"])
+            )
     return out
+
+
+def _older_copy(
+    ctx: Ctx, here: WorktreeSnapshot, mine: LocalMigration, newer: Sequence[WorktreeSnapshot]
+) -> Finding:
+    base = ctx.project.base_branch
+    source = next((s for s in newer if s.worktree.branch == base), None) or next(
+        (s for s in newer if s.worktree.branch), newer[0]
+    )
+    branch = source.worktree.branch
+    steps: tuple[Step, ...] = (git(here.worktree.path, "merge", branch),) if branch else ()
+    return finding(
+        ctx,
+        "name_collision",
+        database=database_id(here),
+        worktree=here.worktree.path,
+        migration=mine.name,
+        message=(
+            f"{here.worktree.label}: {mine.name} is an older version of the {mine.name} in "
+            f"{source.worktree.label}: {branch or 'that worktree'} edited it after this branch forked; applied "
+            "from here first, the old SQL would run and the edit never would"
+        ),
+        fix=Fix(
+            steps=steps,
+            why=f"merging {branch} brings the edited SQL (this branch never changed the file)"
+            if branch
+            else "check out the edited version before applying it",
+        ),
+        other_worktrees=[str(s.worktree.path) for s in newer],
+        other_branches=[s.worktree.branch for s in newer],
+        edited_on=branch,
+    )
 
 
 def _collision(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migwatch.diagnose.semantics import ProjectSnapshot, WorktreeSnapshot, WorktreeVerdict
+from migwatch.model import LocalMigration
 from migwatch.whereabouts import Whereabouts
 
 
@@ -55,6 +56,10 @@ class Evidence:
     unmerged_sql: Mapping[Path, str] = field(default_factory=dict)
     base_sql: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (rel, name) → SQL on base
     applied_sql: Mapping[str, AppliedSql] = field(default_factory=dict)  # applied name → its SQL
+    # (worktree, migration, other worktree) → "older" when this worktree's copy is the text of their
+    # merge base and the other's is a later edit of it (committed on its branch), "newer" the other way
+    # round; absent: two different migrations under one name (or git could not tell)
+    versions: Mapping[tuple[Path, str, Path], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class EvidenceRequest:
     base_dirs: frozenset[str] = frozenset()  # migrations dirs (repo-relative) to list on the base branch
     pending: frozenset[tuple[Path, str]] = frozenset()  # (worktree, pending migration) to compare with…
     applied: frozenset[str] = frozenset()  # …these applied migrations of other branches (SQL needed)
+    collisions: frozenset[tuple[Path, str, Path]] = frozenset()  # copies that differ (see `differing_copies`)
 
 
 def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict]) -> EvidenceRequest:
@@ -85,9 +91,45 @@ def evidence_needed(project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict
     base_dirs = frozenset(
         rel for s in project.worktrees if project.base_branch and (rel := migrations_rel(s)) is not None
     )
-    return EvidenceRequest(
-        frozenset(restores), frozenset(tracked), base_dirs, frozenset(pending), frozenset(applied)
+    collisions = frozenset(
+        (here.worktree.path, mine.name, other.worktree.path)
+        for here, mine, others in differing_copies(project, verdicts)
+        for other, _ in others
     )
+    return EvidenceRequest(
+        frozenset(restores), frozenset(tracked), base_dirs, frozenset(pending), frozenset(applied), collisions
+    )
+
+
+def _same_file(a: LocalMigration, b: LocalMigration) -> bool:
+    """The same SQL up to line endings (Prisma accepts either, see `checksum_variants`)."""
+    return bool(set(a.checksums) & set(b.checksums))
+
+
+Copies = list[tuple[WorktreeSnapshot, LocalMigration]]
+
+
+def differing_copies(
+    project: ProjectSnapshot, verdicts: Sequence[WorktreeVerdict]
+) -> list[tuple[WorktreeSnapshot, LocalMigration, Copies]]:
+    """Per worktree, each migration whose folder name another worktree holds with different SQL, not yet
+    applied in this worktree's database (once it is, the other copy is a `checksum_mismatch`)."""
+    having: dict[str, Copies] = {}
+    for snapshot in project.worktrees:
+        for migration in snapshot.folder.migrations if snapshot.folder else ():
+            if migration.checksums:
+                having.setdefault(migration.name, []).append((snapshot, migration))
+    applied = {
+        v.snapshot.worktree.path: {row.migration_name for row in v.history.rows} if v.history else set()
+        for v in verdicts
+    }
+    out = []
+    for name, copies in having.items():
+        for snapshot, mine in copies:
+            others = [(s, m) for s, m in copies if not _same_file(m, mine)]
+            if others and name not in applied.get(snapshot.worktree.path, set()):
+                out.append((snapshot, mine, others))
+    return out
 
 
 def unmerged_migrations(project: ProjectSnapshot, evidence: Evidence) -> dict[Path, list[str]]:
