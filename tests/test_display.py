@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,24 @@ def test_findings_sharing_a_worktree_code_and_fix_are_one_block() -> None:
     )
     assert lines.count(f"          $ git -C {EPIC3} merge main") == 1
     assert lines.count(f"          $ git -C {other} merge main") == 1
+    assert lines.count("          why: main has them") == 2  # the same why for the whole group: shown
+
+
+def test_a_group_whose_whys_name_each_migration_shares_one_why() -> None:
+    """documenso-old: 26 migrations behind, each `why` naming its own migration, one merge for all."""
+    findings = [
+        replace(f, fix=replace(f.fix, why=f"this worktree lacks {f.migration}"))
+        for f in (_behind(f"2025010{i}000000_m{i}") for i in range(1, 4))
+    ]
+    lines = render_text(_report(findings, ["Americano-epic3"])).splitlines()
+    assert [line for line in lines if line.startswith("          ")] == [
+        "          the same for 2 more migrations: 20250102000000_m2, 20250103000000_m3",
+        f"          $ git -C {EPIC3} merge main",
+        "          why: this worktree lacks these migrations",
+    ]
+    findings[1] = replace(findings[1], fix=replace(findings[1].fix, why="something else"))
+    lines = render_text(_report(findings, ["Americano-epic3"])).splitlines()
+    assert not any(line.lstrip().startswith("why:") for line in lines)  # no why that fits them all
 
 
 def test_hostile_names_in_a_grouped_block_stay_on_their_line() -> None:

@@ -170,9 +170,11 @@ def render_text(report: StatusReport, *, colour: bool = False) -> str:
                 finding = group[0]
                 tag = paint(f"{finding.severity.value.upper():7}", finding.severity.value)
                 lines.append(f"  {tag} {finding.code}: {visible(finding.message)}")
+                fix = finding.fix
                 if len(group) > 1:
                     lines.append(f"          {_also(group[1:])}")
-                for is_command, line in finding.fix.shown():
+                    fix = replace(fix, why=_group_why(group))
+                for is_command, line in fix.shown():
                     shown = visible(line, COMMAND_LIMIT)
                     lines.append(f"          $ {shown}" if is_command else f"          {paint(shown, 'dim')}")
         else:
@@ -189,19 +191,35 @@ ALSO_NAMED = 5
 
 
 def same_fix_groups(findings: Sequence[Finding]) -> list[list[Finding]]:
-    """Findings about migrations of one worktree with the same code and the same fix, shown once.
+    """Findings about migrations of one worktree with the same code and the same fix steps, shown once.
 
     A worktree 27 migrations behind is one block naming the others, not 27 copies of one `git merge`.
     """
     groups: dict[object, list[Finding]] = {}
     for finding in findings:
         key: object = (
-            (finding.code, finding.severity, finding.database, finding.worktree, tuple(finding.fix.lines()))
+            (
+                finding.code,
+                finding.severity,
+                finding.database,
+                finding.worktree,
+                tuple(replace(finding.fix, why=None).lines()),
+            )
             if finding.migration is not None
             else id(finding)
         )
         groups.setdefault(key, []).append(finding)
     return list(groups.values())
+
+
+def _group_why(group: Sequence[Finding]) -> str | None:
+    """The group's `why`: the one they share, or the one they share but for naming their own migration
+    ("does not know these migrations"), else none (the steps say what to do)."""
+    whys = {f.fix.why.replace(f.migration, "\0") if f.fix.why and f.migration else f.fix.why for f in group}
+    if len(whys) != 1:
+        return None
+    why = whys.pop()
+    return why.replace("\0", "these migrations") if why else None
 
 
 def _also(others: Sequence[Finding]) -> str:
