@@ -15,7 +15,7 @@ import pytest
 
 from migwatch.alerts import Alert, AlertState, group_alerts, update
 from migwatch.ledger import COPY_FILE, STATE_FILE, AlertLedger, LedgerError
-from migwatch.model import Finding, Severity
+from migwatch.model import Command, Finding, Fix, Note, Severity
 from migwatch.notify.delivery import Outbox, owe
 from migwatch.notify.logfile import LogNotifier
 from migwatch.outage import DatabaseState, Unknowns, conclude_scope, status_after
@@ -208,6 +208,24 @@ def test_a_burst_is_one_notification_per_worktree_and_code_and_one_log_line_per_
         assert len([r for r in caplog.records if r.getMessage().startswith("ALERT new code=pending")]) == 42
     finally:
         outbox.close(1.0)
+
+
+def test_a_group_speaks_with_the_fix_most_of_it_shares() -> None:
+    """documenso-old: 26 migrations are on main and one was deleted upstream; the notification's fix
+    is the merge, and the odd one is counted, not shown as the group's fix."""
+    merge = Fix(steps=(Command(("git", "-C", EPIC3, "merge", "main")),))
+    orphan = Fix(steps=(Note("its row is orphaned: delete it"),))
+    findings = [finding(migration="20250212125902_rework_sessions", fix=orphan)] + [
+        finding(migration=f"2025091807064{i}_m{i}", fix=merge) for i in range(3)
+    ]
+    _, alerts = update(AlertState(), findings, T0, POLICY)
+    ((grouped, members),) = group_alerts(alerts)
+    assert len(members) == 4
+    assert grouped.body.splitlines()[1:] == [
+        f"git -C {EPIC3} merge main",
+        "1 of them need another fix: see `migwatch status`",
+    ]
+    assert grouped.finding.fix == merge  # what a command notifier gets as the group's finding
 
 
 def outbox_idle(outbox: Outbox, timeout: float = 5.0) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
@@ -341,8 +342,12 @@ def group_alerts(alerts: Sequence[Alert]) -> list[tuple[Alert, list[Alert]]]:
 
 def _grouped(members: Sequence[Alert]) -> Alert:
     first = members[0]
-    finding = first.finding
     count = len(members)
+    # The fix most of them share speaks for the group (documenso-old: 26 × "merge main" and one
+    # migration deleted upstream); the others are counted and left to `migwatch status`.
+    headlines = Counter(m.finding.fix.headline for m in members if m.finding.fix.headline)
+    headline, sharing = headlines.most_common(1)[0] if headlines else (None, 0)
+    finding = next((m.finding for m in members if m.finding.fix.headline == headline), first.finding)
     names = tuple(m.finding.migration for m in members if m.finding.migration)
     problem = short_problem(finding)
     prefix = visible(title_prefix(finding))
@@ -353,9 +358,10 @@ def _grouped(members: Sequence[Alert]) -> Alert:
     shown = ", ".join(visible(name) for name in names[:GROUP_NAMES_SHOWN])
     more = f" … and {len(names) - GROUP_NAMES_SHOWN} more" if len(names) > GROUP_NAMES_SHOWN else ""
     lines = [f"{count} migrations in {prefix}: {shown}{more}" if names else f"{count} findings in {prefix}"]
-    headline = finding.fix.headline
     if first.kind != "resolved" and headline:
         lines.append(visible(headline))
+        if sharing < count:
+            lines.append(f"{count - sharing} of them need another fix: see `migwatch status`")
     urgency = min((m.urgency for m in members), key=_URGENCY_RANK.__getitem__)
     return Alert(
         kind=first.kind,
