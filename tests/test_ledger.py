@@ -223,7 +223,7 @@ def test_a_group_speaks_with_the_fix_most_of_it_shares() -> None:
     assert len(members) == 4
     assert grouped.body.splitlines()[1:] == [
         f"git -C {EPIC3} merge main",
-        "1 of them need another fix: see `migwatch status`",
+        "1 of them needs another fix: see `migwatch status`",
     ]
     assert grouped.finding.fix == merge  # what a command notifier gets as the group's finding
 

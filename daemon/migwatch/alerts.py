@@ -361,7 +361,10 @@ def _grouped(members: Sequence[Alert]) -> Alert:
     if first.kind != "resolved" and headline:
         lines.append(visible(headline))
         if sharing < count:
-            lines.append(f"{count - sharing} of them need another fix: see `migwatch status`")
+            others = count - sharing
+            lines.append(
+                f"{others} of them {'needs' if others == 1 else 'need'} another fix: see `migwatch status`"
+            )
     urgency = min((m.urgency for m in members), key=_URGENCY_RANK.__getitem__)
     return Alert(
         kind=first.kind,
