@@ -50,6 +50,23 @@ with open(sys.argv[1], "a", encoding="utf-8") as out:
 
 Record = dict[str, Any]
 
+# What one database round trip per poll interval costs by itself on this machine: a process that does
+# nothing but `SELECT 1` on its own connection every POLL_INTERVAL_S (on a virtual machine, waking another
+# process after idling can be charged tens of milliseconds of CPU, whatever the client does).
+REFERENCE_POLLER = (
+    "import sys, time, psycopg\n"
+    "conn = psycopg.connect(sys.argv[1], autocommit=True)\n"
+    "while True:\n"
+    "    conn.execute('SELECT 1').fetchone()\n"
+    "    time.sleep(float(sys.argv[2]))\n"
+)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a running process (/proc/<pid>/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def daemon_unavailable() -> str | None:
     """Why `migwatch run` cannot be benchmarked, or None."""
@@ -458,18 +475,32 @@ def bench_idle(world: World, result: BenchResult) -> None:
         result.details["daemon_ready_s"] = round(daemon.ready_s, 3)
         time.sleep(settle)
         daemon.ensure_alive()
+        reference = subprocess.Popen(
+            [sys.executable, "-c", REFERENCE_POLLER, project.url.split("?", 1)[0], str(POLL_INTERVAL_S)],
+            stdout=subprocess.DEVNULL,
+        )
         cpu_before, begun = daemon.cpu_seconds(), time.monotonic()
+        reference_before = _cpu_seconds(reference.pid)
         time.sleep(window)
         daemon.ensure_alive()
         cpu_after, ended = daemon.cpu_seconds(), time.monotonic()
+        reference_cpu = _cpu_seconds(reference.pid) - reference_before
+        reference.kill()
+        reference.wait()
         memory = daemon.memory_mb()
         daemon.notifications.refresh()
         alerts = len(daemon.notifications.records)
     cpu_percent = 100.0 * (cpu_after - cpu_before) / (ended - begun)
+    reference_percent = 100.0 * reference_cpu / (ended - begun)
     result.add("cpu", cpu_percent, "%", Goal("<=", IDLE_CPU_GOAL_PERCENT))
     result.add("rss", memory["VmRSS"], "MB", Goal("<=", IDLE_RSS_GOAL_MB))
     result.add("rss_peak", memory["VmHWM"], "MB")
+    result.add("reference_select_1_poller", reference_percent, "%")
     result.details.update(
+        reference=(
+            f"a Python process doing nothing but `SELECT 1` on its own connection every {POLL_INTERVAL_S:g} s, "
+            "measured over the same window: what the polling round trip alone costs on this machine"
+        ),
         worktrees=len(project.worktrees),
         migrations=len(project.migrations),
         poll_interval_s=POLL_INTERVAL_S,

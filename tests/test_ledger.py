@@ -9,6 +9,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from migwatch.alerts import Alert, AlertState, group_alerts, update
 from migwatch.ledger import COPY_FILE, STATE_FILE, AlertLedger, LedgerError
 from migwatch.model import Command, Finding, Fix, Note, Severity
-from migwatch.notify.delivery import Outbox, owe
+from migwatch.notify.delivery import Lane, Outbox, owe
 from migwatch.notify.logfile import LogNotifier
 from migwatch.outage import DatabaseState, Unknowns, conclude_scope, status_after
 from tests.test_alerts import POLICY, T0, finding
@@ -226,6 +227,28 @@ def test_a_group_speaks_with_the_fix_most_of_it_shares() -> None:
         "1 of them needs another fix: see `migwatch status`",
     ]
     assert grouped.finding.fix == merge  # what a command notifier gets as the group's finding
+
+
+def test_the_first_alert_after_a_quiet_spell_goes_out_at_once_and_a_storm_is_gathered() -> None:
+    """Grouping must not delay the alert a user waits for; a second check of a storm still groups."""
+    recorder = Recorder()
+    lane = Lane(recorder, lambda: None, timeout=5.0, first_retry=1.0, max_retry=1.0, gather=30.0)
+    lane.start()
+    try:
+        _, first = update(AlertState(), [pending("20260101000000_a")], T0, POLICY)
+        lane.add(first)
+        # Within wait_for's 5 s: not held for the 30 s gather.
+        assert recorder.wait_for(1) == ["new: Americano-epic3: unapplied migration"]
+        _, storm = update(AlertState(), [pending(f"2026010100000{i}_b{i}") for i in range(3)], T0, POLICY)
+        lane.add(storm[:1])
+        lane.add(storm[1:])  # the next check of the same storm, within the gather
+        time.sleep(0.5)
+        assert len(recorder.sent) == 1  # held: a burst is under way
+        assert sorted(a.finding.migration or "" for a in lane.snapshot()) == sorted(
+            a.finding.migration or "" for a in storm
+        )
+    finally:
+        lane.stop(1.0)
 
 
 def outbox_idle(outbox: Outbox, timeout: float = 5.0) -> bool:

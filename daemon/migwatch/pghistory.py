@@ -67,9 +67,9 @@ def read_only(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Cursor[Any]]:
     """A cursor inside `BEGIN READ ONLY` with a statement timeout, rolled back at the end."""
     timeout_ms = int(_timeouts.get(conn, DEFAULT_OPTIONS.statement_timeout_ms))
     with conn.cursor() as cur:
-        cur.execute("BEGIN READ ONLY")
+        # One round trip for both (no parameters: the simple query protocol takes several statements).
+        cur.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}")
         try:
-            cur.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
             yield cur
         finally:
             # If the connection broke, the error that broke it is the one to report.
@@ -138,18 +138,26 @@ def migration_running(conn: psycopg.Connection[Any]) -> bool:
         return _lock_held(cur)
 
 
+_LOCK_HELD = (
+    "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+    f"AND objid = {PRISMA_ADVISORY_LOCK} AND objsubid = 1 AND granted)"
+)
+
+
 def _lock_held(cur: psycopg.Cursor[Any]) -> bool:
-    cur.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
-        "AND objid = %s AND objsubid = 1 AND granted)",
-        (PRISMA_ADVISORY_LOCK,),
-    )
+    cur.execute(f"SELECT {_LOCK_HELD}")
     row = cur.fetchone()
     return bool(row and row[0])
 
 
 def fingerprint_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> str:
     """A cheap value that changes whenever any history row changes (or the table appears)."""
+    return poll_postgres(conn, ref)[0]
+
+
+def poll_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> tuple[str, bool]:
+    """The fingerprint and whether a Prisma migrate command holds its lock, in one read-only transaction
+    of four round trips: the daemon polls every few seconds, and each round trip wakes it up."""
     # The whole row as text: every column counts (logs too: Prisma writes them after the row), and NULL
     # stays distinct from a value, which concat_ws would drop.
     query = sql.SQL(
@@ -157,15 +165,15 @@ def fingerprint_postgres(conn: psycopg.Connection[Any], ref: DatabaseRef) -> str
     ).format(sql.Identifier(ref.schema), sql.Identifier(TABLE))
     try:
         with read_only(conn) as cur:
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_qualified(ref.schema),))
-            exists = cur.fetchone()
-            if not (exists and exists[0]):
-                return "no-table"
+            cur.execute(f"SELECT to_regclass(%s) IS NOT NULL, {_LOCK_HELD}", (_qualified(ref.schema),))
+            exists, running = cur.fetchone() or (False, False)
+            if not exists:
+                return "no-table", bool(running)
             cur.execute(query)
             row = cur.fetchone()
     except psycopg.Error as exc:
         raise _read_error(exc, ref) from None
-    return f"{row[0]}:{row[1]}" if row else "empty"
+    return (f"{row[0]}:{row[1]}" if row else "empty"), bool(running)
 
 
 def _qualified(schema: str) -> str:

@@ -47,8 +47,9 @@ Events = queue.SimpleQueue[str | int]  # put() is safe in a signal handler
 # The kernel may deliver SIGTERM to any thread. Python runs its handler in the main thread, but only once
 # that thread runs bytecode again: an untimed get() blocked in sem_wait is not woken when another thread
 # took the signal, and the daemon would never stop. A timed wait returns, the handler runs, the event
-# arrives.
-SIGNAL_POLL_S = 0.2
+# arrives. Once a second: each wake-up costs an idle laptop power (and this wait is only the fallback
+# for a signal that landed on another thread; the main thread's own signals wake it at once).
+SIGNAL_POLL_S = 1.0
 
 
 class StartupError(Exception):

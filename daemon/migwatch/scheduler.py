@@ -36,7 +36,7 @@ from migwatch.history import (
 from migwatch.logsetup import quote_value
 from migwatch.model import DatabaseRef, History
 from migwatch.outage import FAILURES_TO_REPORT, DbStatus, status_after
-from migwatch.pghistory import connect_postgres, fingerprint_postgres, migration_running, read_postgres
+from migwatch.pghistory import connect_postgres, poll_postgres, read_postgres
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ class Poller:
             database.fingerprint = None  # a fresh session: read the rows again
         conn = database.conn
         try:
-            fingerprint = fingerprint_postgres(conn, ref)
+            fingerprint, running = poll_postgres(conn, ref)
         except HistoryDenied as exc:
             # Not an outage: the server answers every poll, and what it says will not change by itself.
             database.history = History(
@@ -342,7 +342,6 @@ class Poller:
             database.fingerprint = "denied"
             return
         try:
-            running = migration_running(conn)
             if fingerprint != database.fingerprint or database.history is None:
                 history = read_postgres(conn, ref)
                 database.fingerprint = fingerprint

@@ -10,6 +10,7 @@ alert ledger: it is saved with the alert state and survives a restart.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,10 @@ from migwatch.notify.dispatch import DEFAULT_NOTIFY_TIMEOUT, _Call
 logger = logging.getLogger(__name__)
 
 FIRST_RETRY = 1.0  # seconds; doubled after each failure in a row
-GATHER = 0.3  # seconds a lane waits after the first alert of a burst, so consecutive checks group too
+# While a burst is under way (the last notification went out less than this long ago), a lane waits this
+# long before sending, so that consecutive checks of a storm group too. The first alert after a quiet
+# spell goes out at once: grouping must not delay the one alert a user is waiting for.
+GATHER = 0.3
 MAX_RETRY = 30.0
 
 # What a notifier still owes: finding key → the alert to deliver for it.
@@ -76,6 +80,7 @@ class Lane:
         self._clock = clock
         self._next_try = 0.0
         self._gather = gather
+        self._last_sent = -math.inf
         self._hung: _Call[object] | None = None
         self.quiet = threading.Event()  # no send in flight (closing waits a little for one)
         self.quiet.set()
@@ -88,8 +93,9 @@ class Lane:
 
     def add(self, alerts: Sequence[Alert]) -> None:
         with self._cond:
-            if alerts and not self.owed and self.grouped:
-                self._next_try = max(self._next_try, self._clock() + self._gather)
+            now = self._clock()
+            if alerts and not self.owed and self.grouped and now - self._last_sent < self._gather:
+                self._next_try = max(self._next_try, now + self._gather)
             for alert in alerts:
                 owe(self.owed, alert)
             self._cond.notify_all()
@@ -155,6 +161,7 @@ class Lane:
     def _send_one(self, notification: Alert) -> str | None:
         """Send one notification; None when delivered, else the one-line error (logged)."""
         self.quiet.clear()
+        self._last_sent = self._clock()  # from the start of a send: alerts arriving meanwhile are a burst
         try:
             error = self._send(notification)
         finally:
