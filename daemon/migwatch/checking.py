@@ -56,6 +56,7 @@ class ProjectChecker:
         clock: Callable[[], float],
         pool: Callable[[], ThreadPoolExecutor | None],
         queue_users: Callable[[str, str | None], None],
+        interrupted: Callable[[str, ProjectSnapshot], bool] | None = None,
     ) -> None:
         self.projects: dict[str, ProjectState] = {}
         self._config = config
@@ -65,6 +66,7 @@ class ProjectChecker:
         self._clock = clock
         self._pool = pool
         self._queue_users = queue_users
+        self._interrupted = interrupted  # files changed or git rewrote a worktree while the check read it
         self._cache = ChecksumCache()
 
     def check(self, name: str, trigger: str) -> tuple[list[Finding], ProjectSnapshot | None]:
@@ -86,6 +88,11 @@ class ProjectChecker:
             return [finding], None
         now = datetime.fromtimestamp(self._clock(), timezone.utc)
         _, found = diagnose_project(snapshot, self.env, now)
+        if self._interrupted is not None and self._interrupted(name, snapshot):
+            # What it read may be half a checkout (folders whose files are gone): concluding would alert
+            # on a state that never was. The project is checked again once the files are quiet.
+            log.debug("check discarded project=%s trigger=%s: files changed while it ran", name, trigger)
+            return found, snapshot
         found, scope, hold = self._judge(name, state, snapshot, found)
         alerted = self.conclude(name, found, scope, hold)
         log.debug(

@@ -98,6 +98,7 @@ class Daemon:
             clock=clock,
             pool=lambda: self._pool,
             queue_users=self._queue_users,
+            interrupted=self._overtaken,
         )
         self._projects = self.checker.projects
         self._debouncer: Debouncer[CheckKey] = Debouncer(config.debounce, max_delay=_max_delay(config))
@@ -267,6 +268,19 @@ class Daemon:
         )
         for key in keys:
             self.worker.push(key)
+        return True
+
+    def _overtaken(self, name: str, snapshot: ProjectSnapshot) -> bool:
+        """Whether what a check read may be half a change: files of the project changed while it ran, or
+        git holds a worktree's index lock. Such a check is not concluded and the project is queued again,
+        for GIT_BUSY_MAX at most: a never-ending stream of events still gets results."""
+        queued = any(key[0] == name for key in self.worker.pending())
+        busy = queued or any(git_busy(s.worktree.path, self.env) for s in snapshot.worktrees)
+        now = time.monotonic()
+        if not busy or now - self._busy_since.setdefault(name, now) > GIT_BUSY_MAX:
+            self._busy_since.pop(name, None)
+            return False
+        self.worker.push((name, None))  # the whole project again, as this check would have been
         return True
 
     def _guarded_check(self, name: str, trigger: str) -> list[Finding]:

@@ -141,6 +141,11 @@ class CheckWorker(Generic[K]):
             self._debouncer.push(key, delay=delay)
             self._cond.notify_all()
 
+    def pending(self) -> frozenset[K]:
+        """Keys queued and not yet due; safe from any thread."""
+        with self._cond:
+            return self._debouncer.pending()
+
     def poke(self) -> None:
         """Re-evaluate deadlines now (a test's fake clock moved)."""
         with self._cond:
