@@ -517,3 +517,9 @@ def test_a_pending_migration_edited_upstream_after_the_fork_is_not_a_collision(p
     apply_fix(project.situation(), stale, before)
     after = project.findings()
     assert [f.code for f in after if f.migration == BILLING and f.code != "pending"] == []
+    # Prisma agrees: in both worktrees the one edited migration is simply still to be deployed.
+    for verdict in prisma_verdicts(project.situation(), [main, old]).values():
+        assert verdict is not None and verdict["history"] == {
+            "diagnostic": "databaseIsBehind",
+            "unappliedMigrationNames": [BILLING],
+        }
