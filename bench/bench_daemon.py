@@ -62,10 +62,13 @@ REFERENCE_POLLER = (
 )
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a running process (/proc/<pid>/stat), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """utime + stime of a running process (and of its reaped children), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14–17.
+    ticks = sum(int(value) for value in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def daemon_unavailable() -> str | None:
@@ -234,11 +237,7 @@ class Daemon:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the daemon and its reaped children (git, notifier), from /proc/<pid>/stat."""
-        with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14–17.
-        ticks = sum(int(value) for value in fields[11:15])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def memory_mb(self) -> dict[str, float]:
         """VmRSS (now) and VmHWM (peak) of the daemon, in MB."""
@@ -480,11 +479,11 @@ def bench_idle(world: World, result: BenchResult) -> None:
             stdout=subprocess.DEVNULL,
         )
         cpu_before, begun = daemon.cpu_seconds(), time.monotonic()
-        reference_before = _cpu_seconds(reference.pid)
+        reference_before = cpu_seconds(reference.pid, children=False)
         time.sleep(window)
         daemon.ensure_alive()
         cpu_after, ended = daemon.cpu_seconds(), time.monotonic()
-        reference_cpu = _cpu_seconds(reference.pid) - reference_before
+        reference_cpu = cpu_seconds(reference.pid, children=False) - reference_before
         reference.kill()
         reference.wait()
         memory = daemon.memory_mb()

@@ -7,6 +7,7 @@ holds the frozen config objects, loads and builds them, and writes the commented
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -208,12 +209,18 @@ def _document_digest(document: Any) -> str | None:
     try:
         if not _plain_json(document):
             return None
-        canonical = json.dumps(
-            [shipped_schema(), document], sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError, RecursionError):  # a self-referencing alias, a NaN
         return None
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(_schema_digest().encode())
+    digest.update(canonical.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_digest() -> str:
+    """The shipped schema's digest, computed once per process."""
+    return hashlib.sha256(json.dumps(shipped_schema(), sort_keys=True).encode()).hexdigest()
 
 
 def _plain_json(value: Any) -> bool:
@@ -235,15 +242,12 @@ def _schema_passes() -> list[str]:
 
 def _remember_schema_pass(digest: str) -> None:
     """Best effort: a cache that cannot be written only means the next run imports jsonschema again."""
+    from migwatch.logsetup import replace_private  # not on the guard's path
+
     path = _schema_passes_file()
     kept = [digest, *(known for known in _schema_passes() if known != digest)][:SCHEMA_PASSES_KEPT]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as out:
-            out.write("".join(f"{known}\n" for known in kept))
-        os.replace(tmp, path)
+        replace_private(path, "".join(f"{known}\n" for known in kept), durable=False)
     except OSError as exc:
         logger.debug("config schema result not stored at %s: %s", path, exc)
 

@@ -256,10 +256,8 @@ class Daemon:
             return False
         named = [wt for _, wt in keys if wt is not None]
         paths = list(state.worktree_groups) if len(named) < len(keys) else named  # None: every worktree
-        now = time.monotonic()
         busy = [p for p in paths if git_busy(Path(p), self.env)]
-        if not busy or now - self._busy_since.setdefault(project, now) > GIT_BUSY_MAX:
-            self._busy_since.pop(project, None)
+        if not self._defer(project, bool(busy)):
             return False
         log.debug(
             "check postponed project=%s git_busy=%s",
@@ -276,11 +274,18 @@ class Daemon:
         for GIT_BUSY_MAX at most: a never-ending stream of events still gets results."""
         queued = any(key[0] == name for key in self.worker.pending())
         busy = queued or any(git_busy(s.worktree.path, self.env) for s in snapshot.worktrees)
-        now = time.monotonic()
-        if not busy or now - self._busy_since.setdefault(name, now) > GIT_BUSY_MAX:
-            self._busy_since.pop(name, None)
+        if not self._defer(name, busy):
             return False
         self.worker.push((name, None))  # the whole project again, as this check would have been
+        return True
+
+    def _defer(self, project: str, busy: bool) -> bool:
+        """Whether to put off the project's check or its conclusion: while `busy`, for GIT_BUSY_MAX at
+        most since the first time (a stale index lock, a never-ending stream of events)."""
+        now = time.monotonic()
+        if not busy or now - self._busy_since.setdefault(project, now) > GIT_BUSY_MAX:
+            self._busy_since.pop(project, None)
+            return False
         return True
 
     def _guarded_check(self, name: str, trigger: str) -> list[Finding]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from migwatch.logsetup import replace_private
 from migwatch.migindex import Commit, MigrationChange, MigrationIndex, RefTip
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,7 @@ def save(path: Path, index: MigrationIndex) -> None:
         "notes": list(index.notes),
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # commit subjects, authors
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            out.write(json.dumps(document, separators=(",", ":")))
-        os.replace(tmp, path)
+        replace_private(path, json.dumps(document, separators=(",", ":")), durable=False)  # subjects, authors
     except OSError as exc:
         log.debug("git index not stored at %s: %s", path, exc)
 

@@ -12,11 +12,9 @@ on disk so that no fault repeats or loses an alert (SPEC §8).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +24,7 @@ from typing import Any
 
 from migwatch import alerts
 from migwatch.alerts import Alert, AlertPolicy, AlertState, FindingKey
-from migwatch.logsetup import PRIVATE_FILE, key_values, private_dir, quote_value
+from migwatch.logsetup import key_values, quote_value, replace_private
 from migwatch.model import Finding
 from migwatch.notify.delivery import Outbox, alert_from_json, alert_to_json
 from migwatch.scrub import scrub
@@ -97,7 +95,7 @@ class AlertLedger:
             problems: list[str] = []
             for path in self.paths:
                 try:
-                    _write_atomically(path, payload)
+                    replace_private(path, payload)
                 except OSError as exc:
                     problem = f"{path.parent}: {exc.strerror or exc}"
                     problems.append(problem)
@@ -221,26 +219,3 @@ def _move_aside(path: Path, now: float) -> Path | None:
     except OSError:
         return None
     return aside
-
-
-def _write_atomically(path: Path, payload: str) -> None:
-    """A temp file (0600) in the same folder (0700), fsync, then os.replace and an fsync of the folder."""
-    private_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, PRIVATE_FILE)
-        with os.fdopen(fd, "w", encoding="ascii") as tmp:
-            tmp.write(payload)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -103,6 +104,33 @@ def append_private(path: Path, text: str) -> None:
         os.write(fd, text.encode("utf-8", "backslashreplace"))
     finally:
         os.close(fd)
+
+
+def replace_private(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace `path` with `text` atomically: a temporary 0600 file in the same (0700) folder, then
+    `os.replace`. `durable`: fsync the file and the folder first (the alert ledger; a cache need not).
+    Raises OSError."""
+    private_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            if durable:
+                tmp.flush()
+                os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    if durable:
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
 
 def configure_stderr(verbose: bool) -> None:
